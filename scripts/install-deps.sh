@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what dsv4 needs to build and test on Debian/Ubuntu (run as root or with sudo).
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+PKGS="build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libpcre2-dev libopenblas-dev"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi

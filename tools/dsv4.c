@@ -1,0 +1,33 @@
+/* dsv4.c: the command-line entry point; dispatches to tools/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"info", cmd_info, "config summary, parameter counts, weight bytes, KV bytes per token"},
+    {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: dsv4 COMMAND [options]   (dsv4 COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "dsv4: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -53,6 +53,7 @@ typedef enum dsv4_numerics {
 
 typedef struct dsv4_open_opts {
     dsv4_numerics numerics;
+    int kv_bf16_rope;     /* default numerics: keep KV rope dims in bf16 (production layout) */
     int n_threads;        /* 0 = all cores */
     int verbose_progress; /* nonzero: the library may call the progress callback */
     void (*progress)(void *user, const char *what, double fraction);

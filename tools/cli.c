@@ -54,8 +54,8 @@ int cli_fail_lib(const char *cmd, const char *what) {
 }
 
 static bool is_dir_with_config(const char *dir) {
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s/config.json", dir);
+    char p[PATH_MAX + 16];
+    if ((size_t)snprintf(p, sizeof p, "%s/config.json", dir) >= sizeof p) return false;
     return access(p, R_OK) == 0;
 }
 

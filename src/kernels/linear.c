@@ -157,7 +157,9 @@ static float *thread_scratch(size_t floats) {
     return tl_scratch;
 }
 
-void dsv4_matmul(const dsv4_linear *L, const float *x, int n, float *y) {
+void dsv4_matmul(const dsv4_linear *L, const float *x, int n, float *y) { dsv4_matmul_ld(L, x, n, y, L->rows); }
+
+void dsv4_matmul_ld(const dsv4_linear *L, const float *x, int n, float *y, int ldy) {
     if (n <= 0 || L->rows <= 0) return;
     const dsv4_kernel_set *k = dsv4_kernels();
     dsv4_gemm_fn fn = k->gemm[L->fmt];
@@ -171,14 +173,14 @@ void dsv4_matmul(const dsv4_linear *L, const float *x, int n, float *y) {
     size_t scratch_floats = (size_t)64 * (size_t)L->cols + 64;
     if (n_chunks == 1 || (size_t)rows * (size_t)L->cols * (size_t)n < 32768) {
         float *s = thread_scratch(scratch_floats);
-        fn(L, 0, rows, x, n, y, rows, s);
+        fn(L, 0, rows, x, n, y, ldy, s);
         return;
     }
 #pragma omp parallel for schedule(dynamic, 1)
     for (int c = 0; c < n_chunks; c++) {
         float *s = thread_scratch(scratch_floats);
         int r0 = c * chunk, r1 = DSV4_MIN(rows, r0 + chunk);
-        fn(L, r0, r1, x, n, y, rows, s);
+        fn(L, r0, r1, x, n, y, ldy, s);
     }
 }
 

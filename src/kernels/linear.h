@@ -48,6 +48,8 @@ void dsv4_linear_dequant_row(const dsv4_linear *L, int r, float *out);
 
 /* y[n, rows] = x[n, cols] W^T; x is used as given (no activation quantisation). */
 void dsv4_matmul(const dsv4_linear *L, const float *x, int n, float *y);
+/* The same with output rows ldy floats apart (writing into a slice of a wider matrix). */
+void dsv4_matmul_ld(const dsv4_linear *L, const float *x, int n, float *y, int ldy);
 
 /* The official linear(): in default numerics, inputs of FP8/FP4 weights with act_quant set
  * are rounded to FP8 blocks of 128 first (into scratch xq[n*cols]); then dsv4_matmul. */

@@ -1,0 +1,132 @@
+/* model.h: the weights of a DeepSeek-V4 model as plain structs, and the model object.
+ *
+ * Each part of the architecture owns a weights struct (mhc, attention with its compressor and
+ * indexer, MoE with its experts, the MTP block). Matrices are dsv4_linear views into the
+ * memory-mapped checkpoint; small vectors (norm weights, mHC parameters, biases, sinks) are
+ * converted to owned fp32 arrays at load, so the math never cares how they were stored.
+ * weights.c binds names to these structs and checks every dtype and shape. */
+#ifndef DSV4_MODEL_H
+#define DSV4_MODEL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "dsv4.h"
+#include "io/safetensors.h"
+#include "kernels/linear.h"
+#include "kernels/ops.h"
+#include "model/config.h"
+
+/* mHC parameters of one site (attn, ffn) or of a head collapse. */
+typedef struct dsv4_hc_w {
+    float *fn;    /* [mix, hc*dim]; mix = (2+hc)*hc for sites, hc for heads */
+    float *base;  /* [mix] */
+    float *scale; /* [3] for sites, [1] for heads */
+    dsv4_linear fn_lin; /* fn as an F32 linear, for the batched mixes */
+} dsv4_hc_w;
+
+/* The KV compressor: softmax-gated pooling of `ratio` tokens (overlapping windows when
+ * ratio == 4), followed by RMSNorm, RoPE and the storage rounding. */
+typedef struct dsv4_compressor_w {
+    int ratio, dc;   /* compression ratio, output dims (head_dim or index_head_dim) */
+    bool overlap;    /* ratio == 4: entries pool the previous window's A-halves too */
+    bool rotate;     /* indexer keys: Hadamard + FP4 instead of FP8 */
+    dsv4_linear wkv, wgate; /* [coff*dc, dim], run in fp32 */
+    float *ape;      /* [ratio, coff*dc] learned in-window position bias */
+    float *norm;     /* [dc] */
+} dsv4_compressor_w;
+
+typedef struct dsv4_indexer_w {
+    int n_heads, head_dim, topk;
+    dsv4_linear wq_b;         /* [n_heads*head_dim, q_lora_rank] */
+    dsv4_linear weights_proj; /* [n_heads, dim] */
+    dsv4_compressor_w comp;
+} dsv4_indexer_w;
+
+typedef struct dsv4_attn_w {
+    int ratio;                /* 0 window only, 4 CSA, 128 HCA (any > 0 compresses) */
+    float *sink;              /* [n_heads] */
+    dsv4_linear wq_a, wq_b, wkv, wo_a, wo_b;
+    float *q_norm, *kv_norm;
+    dsv4_compressor_w comp;   /* when ratio > 0 */
+    bool has_indexer;         /* ratio == 4 */
+    dsv4_indexer_w indexer;
+    const dsv4_rope *rope;    /* plain (ratio 0) or YaRN (compressed layers) */
+} dsv4_attn_w;
+
+typedef struct dsv4_expert_w {
+    dsv4_linear w1, w2, w3; /* gate [inter, dim], down [dim, inter], up [inter, dim] */
+} dsv4_expert_w;
+
+typedef struct dsv4_moe_w {
+    dsv4_linear gate;   /* router [n_experts, dim], fp32 math */
+    float *bias;        /* [n_experts] selection-only bias (score-routed layers) */
+    int32_t *tid2eid;   /* [vocab, top_k] (hash-routed layers) */
+    bool hash;
+    dsv4_expert_w *experts;
+    dsv4_expert_w shared;
+} dsv4_moe_w;
+
+typedef struct dsv4_layer_w {
+    int id;
+    dsv4_hc_w hc_attn, hc_ffn;
+    float *attn_norm, *ffn_norm;
+    dsv4_attn_w attn;
+    dsv4_moe_w moe;
+} dsv4_layer_w;
+
+typedef struct dsv4_mtp_w {
+    dsv4_layer_w block;
+    dsv4_linear e_proj, h_proj;
+    float *enorm, *hnorm, *norm;
+    dsv4_hc_w hc_head;
+} dsv4_mtp_w;
+
+/* Grow-only scratch memory for one forward step: blocks are never moved, so pointers stay
+ * valid until dsv4_ws_reset. */
+typedef struct dsv4_ws_block {
+    struct dsv4_ws_block *next;
+    size_t cap, used;
+    float *data;
+} dsv4_ws_block;
+typedef struct dsv4_workspace {
+    dsv4_ws_block *head;
+} dsv4_workspace;
+float *dsv4_ws_alloc(dsv4_workspace *ws, size_t floats); /* zeroed; NULL on ENOMEM */
+void dsv4_ws_reset(dsv4_workspace *ws);
+void dsv4_ws_free(dsv4_workspace *ws);
+
+struct dsv4_model {
+    char *dir;
+    struct dsv4_config cfg;
+    dsv4_st *st;
+    dsv4_numerics numerics;
+    bool kv_bf16_rope; /* store KV rope dims in bf16 (the 584-byte production rows) */
+    dsv4_linear embed; /* [vocab, dim]: rows are looked up, never multiplied */
+    dsv4_linear head;  /* [vocab, dim] */
+    float *norm;
+    dsv4_hc_w hc_head;
+    dsv4_layer_w *layers;
+    dsv4_mtp_w *mtp;   /* NULL without an MTP block */
+    dsv4_rope rope_plain, rope_yarn;
+    /* owned fp32 copies of small tensors, freed at close */
+    void **owned;
+    int n_owned, cap_owned;
+    /* one forward step at a time per model */
+    pthread_mutex_t lock;
+    dsv4_workspace ws;
+};
+
+/* weights.c */
+dsv4_status dsv4_weights_bind(struct dsv4_model *m);
+void dsv4_weights_free(struct dsv4_model *m);
+
+/* Parameter and byte accounting (info, bench). */
+typedef struct dsv4_param_stats {
+    double total_params, active_params, mtp_params, engram_params;
+    double bytes_by_fmt[8]; /* by dsv4_dtype of the stored tensors */
+    double decode_bytes;    /* weight bytes read per decoded token (active set) */
+} dsv4_param_stats;
+void dsv4_model_param_stats(const struct dsv4_model *m, dsv4_param_stats *out);
+
+#endif

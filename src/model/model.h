@@ -121,12 +121,4 @@ struct dsv4_model {
 dsv4_status dsv4_weights_bind(struct dsv4_model *m);
 void dsv4_weights_free(struct dsv4_model *m);
 
-/* Parameter and byte accounting (info, bench). */
-typedef struct dsv4_param_stats {
-    double total_params, active_params, mtp_params, engram_params;
-    double bytes_by_fmt[8]; /* by dsv4_dtype of the stored tensors */
-    double decode_bytes;    /* weight bytes read per decoded token (active set) */
-} dsv4_param_stats;
-void dsv4_model_param_stats(const struct dsv4_model *m, dsv4_param_stats *out);
-
 #endif

@@ -80,7 +80,7 @@ typedef struct turn {
     size_t n_blocks;
 } turn;
 
-/* A list of turns; `items` is shared with the lists derived from it by dropping. */
+/* A list of turns (pointers into one storage array, so lists can share turns). */
 typedef struct turns {
     turn **items;
     size_t n;
@@ -219,7 +219,8 @@ static dsv4_status merge(const json_t *msgs, const char *list, turn *storage, tu
 
 /* ---- ordering tool results ------------------------------------------------------------- */
 
-/* The positions of the ids in the latest assistant tool_calls (last_tool_call_order). */
+/* The reference's last_tool_call_order: the tool_calls of the latest assistant message
+ * that has any, whose positions order the results that follow. */
 typedef struct call_order {
     const json_t *calls; /* that tool_calls array, or NULL */
 } call_order;
@@ -235,20 +236,28 @@ static void note_calls(call_order *order, const json_t *msg) {
     if (dsv4_pyjson_truthy(calls ? calls : json_null())) order->calls = calls;
 }
 
-/* The sort key of a result; like the reference's dict, a repeated id maps to its last
- * position and an unknown one to 0. Returns -1 when the order is empty (no sorting). */
-static long position_of(const call_order *order, const char *id, bool *any) {
+/* The sort key of a result: like the reference's dict, a repeated id maps to its last
+ * position and an unknown one to 0. */
+static long position_of(const call_order *order, const char *id) {
     long pos = 0;
-    *any = false;
     size_t k;
     const json_t *tc;
     json_array_foreach(order->calls, k, tc) {
         const char *cid = call_id(tc);
-        if (!cid || !*cid) continue;
-        *any = true;
-        if (!strcmp(cid, id)) pos = (long)k;
+        if (cid && *cid && !strcmp(cid, id)) pos = (long)k;
     }
     return pos;
+}
+
+/* The reference sorts only when some call has an id (its dict is not empty). */
+static bool order_is_empty(const call_order *order) {
+    size_t k;
+    const json_t *tc;
+    json_array_foreach(order->calls, k, tc) {
+        const char *cid = call_id(tc);
+        if (cid && *cid) return false;
+    }
+    return true;
 }
 
 /* sort_tool_results_by_call_order() over a list of turns. */
@@ -259,21 +268,18 @@ static void sort_results(const turns *list, call_order *order) {
             note_calls(order, tu->msg);
             continue;
         }
-        if (tu->role != ROLE_USER || !order->calls) continue;
+        if (tu->role != ROLE_USER || order_is_empty(order)) continue;
         size_t n_results = 0;
         for (size_t b = 0; b < tu->n_blocks; b++) n_results += tu->blocks[b].is_tool_result;
         if (n_results < 2) continue;
         /* Insertion sort of the result blocks in place, skipping text blocks: stable. */
-        bool any;
-        position_of(order, "", &any);
-        if (!any) continue;
         for (size_t b = 1; b < tu->n_blocks; b++) {
             if (!tu->blocks[b].is_tool_result) continue;
-            long key = position_of(order, tu->blocks[b].tool_use_id, &any);
+            long key = position_of(order, tu->blocks[b].tool_use_id);
             size_t at = b;
             for (size_t prev = b; prev-- > 0;) {
                 if (!tu->blocks[prev].is_tool_result) continue;
-                if (position_of(order, tu->blocks[prev].tool_use_id, &any) <= key) break;
+                if (position_of(order, tu->blocks[prev].tool_use_id) <= key) break;
                 at = prev;
             }
             if (at == b) continue;

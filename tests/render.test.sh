@@ -66,5 +66,16 @@ for input in "$src"/tests/data/encoding/errors/*.input.json; do
     fi
 done
 
+# Command-line options override encode_args: --no-bos renders the same without the BOS.
+single=$src/tests/data/encoding/effort_high
+bos='<｜begin▁of▁sentence｜>'
+"$dsv4" render --input "$single.input.json" --no-bos >"$tmp/out" 2>"$tmp/err"
+if [ "$bos$(cat "$tmp/out")" = "$(cat "$single.output.txt")" ]; then
+    pass=$((pass + 1))
+else
+    echo "FAIL --no-bos: $(cat "$tmp/err")"
+    fail=$((fail + 1))
+fi
+
 echo "render: $pass passed, $fail failed"
 [ $fail -eq 0 ] && [ $pass -gt 0 ]

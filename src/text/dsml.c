@@ -88,7 +88,7 @@ struct dsv4_dsml {
     bool in_call, skip_call;
     int n_calls;
     dsv4_strbuf name, args;
-    dsv4_strbuf seen_params; /* NUL-terminated names, for duplicates */
+    dsv4_strbuf seen_params; /* the parameter names so far, for duplicates */
     int n_params;
 
     /* the parameter being read */
@@ -247,14 +247,21 @@ static void call_end(dsv4_dsml *p, bool complete) {
     p->in_call = p->skip_call = false;
 }
 
+/* seen_params holds each name as its length (a size_t) followed by its bytes. */
 static bool seen_param(const dsv4_dsml *p, const char *key, size_t n) {
     for (size_t at = 0; at < p->seen_params.len;) {
-        const char *s = p->seen_params.data + at;
-        size_t len = strlen(s);
-        if (len == n && !memcmp(s, key, n)) return true;
-        at += len + 1;
+        size_t len;
+        memcpy(&len, p->seen_params.data + at, sizeof len);
+        at += sizeof len;
+        if (len == n && !memcmp(p->seen_params.data + at, key, n)) return true;
+        at += len;
     }
     return false;
+}
+
+static void note_param(dsv4_dsml *p, const char *key, size_t n) {
+    dsv4_strbuf_append(&p->seen_params, &n, sizeof n);
+    dsv4_strbuf_append(&p->seen_params, key, n);
 }
 
 /* The start of a member of the arguments object: {"key":  or , "key": */
@@ -276,8 +283,7 @@ static void param_start(dsv4_dsml *p, param_kind kind, const char *key, size_t n
     p->param = kind;
     dsv4_strbuf_clear(&p->value);
     if (kind != P_SKIP) {
-        dsv4_strbuf_append(&p->seen_params, key, n);
-        dsv4_strbuf_putc(&p->seen_params, 0);
+        note_param(p, key, n);
         put_key(p, key, n);
         if (kind == P_STRING) put_args(p, "\"", 1);
     }

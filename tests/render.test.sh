@@ -42,7 +42,8 @@ if [ -d "$enc" ]; then
         check "extra/$name" "$input" "$enc/extra/$name.output.txt"
     done
 else
-    echo "note: $enc not found, shared cases skipped"
+    echo "FAIL: shared encoding cases not found at $enc (set DSV4_SHARED_DIR)"
+    fail=$((fail + 1))
 fi
 
 for input in "$src"/tests/data/encoding/*.input.json; do

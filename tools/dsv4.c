@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "config summary, parameter counts, weight bytes, KV bytes per token"},
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
+    {"tokenize", cmd_tokenize, "text to token ids and back (JSON lines)"},
 };
 
 static void usage(FILE *f) {

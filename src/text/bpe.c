@@ -21,19 +21,20 @@ static bool byte_is_printable(unsigned b) {
     return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
 }
 
+/* The non-printable bytes are 0-32 (33 of them), 127-160 (34) and 173 (1), in that order. */
 uint32_t dsv4_byte_level_char(uint8_t byte) {
     if (byte_is_printable(byte)) return byte;
-    uint32_t k = 0; /* how many non-printable bytes come before this one */
-    for (unsigned b = 0; b < byte; b++) k += !byte_is_printable(b);
-    return 256 + k;
+    if (byte <= 32) return 256 + byte;
+    if (byte <= 160) return 256 + 33 + (byte - 127);
+    return 256 + 67; /* 173, the soft hyphen */
 }
 
 int dsv4_byte_level_byte(uint32_t cp) {
     if (cp < 256) return byte_is_printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68) return -1;
     uint32_t k = cp - 256; /* the k-th non-printable byte */
-    for (unsigned b = 0; b < 256; b++)
-        if (!byte_is_printable(b) && k-- == 0) return (int)b;
+    if (k < 33) return (int)k;
+    if (k < 67) return (int)(127 + k - 33);
+    if (k == 67) return 173;
     return -1;
 }
 

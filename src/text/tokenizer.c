@@ -14,6 +14,7 @@
  * calls on one tokenizer share only read-only tables. */
 #include "text/tokenizer_internal.h"
 #include "text/utf8.h"
+#include "text/word_cache.h"
 
 typedef struct encoder {
     const dsv4_tokenizer *t;
@@ -49,7 +50,24 @@ static dsv4_status encode_piece(void *user, const uint8_t *piece, size_t len) {
         int32_t id = spelled ? dsv4_strmap_get(&t->by_text, spelled, n) : -1;
         if (id >= 0 && (t->flags[id] & DSV4_TOK_IN_MODEL)) return dsv4_idvec_push(&e->ids, id);
     }
-    return dsv4_bpe_encode(&t->bpe, piece, len, &e->bpe_work, &e->ids);
+    uint64_t hash = 0;
+    if (len <= DSV4_WORD_CACHE_MAX_BYTES) {
+        size_t n;
+        hash = dsv4_word_hash(piece, len);
+        const int32_t *ids = dsv4_word_cache_get(t->cache, piece, len, hash, &n);
+        if (ids) {
+            dsv4_status st = dsv4_idvec_reserve(&e->ids, n);
+            if (st) return st;
+            memcpy(e->ids.v + e->ids.n, ids, n * sizeof *ids);
+            e->ids.n += n;
+            return DSV4_OK;
+        }
+    }
+    size_t first = e->ids.n;
+    dsv4_status st = dsv4_bpe_encode(&t->bpe, piece, len, &e->bpe_work, &e->ids);
+    if (!st && len <= DSV4_WORD_CACHE_MAX_BYTES && len > 1)
+        dsv4_word_cache_put(t->cache, piece, len, hash, e->ids.v + first, e->ids.n - first);
+    return st;
 }
 
 /* Text with the added tokens taken out: pre-tokenize it. */

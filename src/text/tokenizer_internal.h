@@ -53,6 +53,7 @@ struct dsv4_tokenizer {
     dsv4_pretok pretok;
     dsv4_bpe bpe;
     bool ignore_merges; /* model.ignore_merges: a piece that is itself a vocab entry skips BPE */
+    struct dsv4_word_cache *cache; /* piece -> ids, filled as texts are encoded (thread-safe) */
 };
 
 /* Match the longest token of `set` that starts at s[0..n); its length (0 if none), id in *id. */

@@ -26,6 +26,7 @@
 
 #include "text/tokenizer_internal.h"
 #include "text/utf8.h"
+#include "text/word_cache.h"
 
 /* Ids above this are refused: they would only make huge, empty tables. */
 #define MAX_TOKEN_ID (1 << 26)
@@ -442,6 +443,7 @@ static dsv4_status load_all(dsv4_tokenizer *t, const json_t *root) {
     if (!st) st = build_tables(t, src);
     free(src);
     if (!st) st = load_merges(t, json_object_get(model, "merges"));
+    if (!st && !(t->cache = dsv4_word_cache_new(1 << 16))) st = DSV4_ENOMEM;
     return st;
 }
 
@@ -476,5 +478,6 @@ void dsv4_tokenizer_free(dsv4_tokenizer *t) {
     for (int k = 0; k < 2; k++) free(t->added[k].nodes);
     dsv4_pretok_free(&t->pretok);
     dsv4_bpe_free(&t->bpe);
+    dsv4_word_cache_free(t->cache);
     free(t);
 }

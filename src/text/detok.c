@@ -96,6 +96,11 @@ static dsv4_status stream_decode(dsv4_detok_stream *s, const uint8_t *b, size_t 
     dsv4_status st = reserve(&s->in, &s->cap_in, total);
     if (!st) st = reserve(&s->out, &s->cap_out, DSV4_UTF8_LOSSY_MAX(total) + 1);
     if (st) return st;
+    if (!total) { /* nothing held, nothing new */
+        *text = "";
+        *len = 0;
+        return DSV4_OK;
+    }
     memcpy(s->in, s->held, s->n_held);
     if (n) memcpy(s->in + s->n_held, b, n);
     size_t used, m = dsv4_utf8_lossy(s->in, total, final, s->out, &used);

@@ -375,6 +375,46 @@ static void test_tiny(void) {
     dsv4_tokenizer_free(t);
 }
 
+/* "Ġa" (258) replaced by "zq", which no merge makes; with ignore_merges the piece "zq" is it. */
+static void edit_zq(json_t *r) {
+    json_t *model = json_object_get(r, "model"), *vocab = json_object_get(model, "vocab");
+    json_object_del(vocab, "Ġa");
+    json_object_set_new(vocab, "zq", json_integer(258));
+    json_array_remove(json_object_get(model, "merges"), 2);
+}
+static void edit_ignore_merges(json_t *r) {
+    edit_zq(r);
+    json_object_set_new(json_object_get(r, "model"), "ignore_merges", json_true());
+}
+
+static void test_ignore_merges(void) {
+    static const struct {
+        void (*edit)(json_t *);
+        const char *text;
+        int32_t ids[6];
+        size_t n;
+    } cases[] = {
+        {edit_ignore_merges, "zq", {258}, 1},
+        {edit_ignore_merges, "zqa zq", {122, 113, 97, 32, 122, 113}, 6},
+        {edit_ignore_merges, "abc", {257}, 1},
+        {edit_zq, "zq", {122, 113}, 2},
+    };
+    for (size_t k = 0; k < DSV4_ARRAY_LEN(cases); k++) {
+        char *path = tiny_tokenizer(cases[k].edit);
+        dsv4_tokenizer *t;
+        CHECK(dsv4_tokenizer_load(path, &t) == DSV4_OK, "ignore_merges tokenizer: %s", dsv4_errmsg());
+        remove(path);
+        free(path);
+        if (!t) continue;
+        int32_t *ids;
+        size_t n;
+        CHECK(dsv4_tokenize(t, cases[k].text, strlen(cases[k].text), &ids, &n) == DSV4_OK, "encode");
+        CHECK(n == cases[k].n && !memcmp(ids, cases[k].ids, n * sizeof *ids), "ignore_merges case %zu: %zu ids", k, n);
+        free(ids);
+        dsv4_tokenizer_free(t);
+    }
+}
+
 static void edit_normalizer(json_t *r) {
     json_object_set_new(r, "normalizer", json_pack("{s:s}", "type", "NFC"));
 }
@@ -455,6 +495,7 @@ int main(void) {
     test_threads(t);
     dsv4_tokenizer_free(t);
     test_tiny();
+    test_ignore_merges();
     test_refused();
     return check_done("test_tokenizer");
 }

@@ -10,8 +10,9 @@
  * longest one that starts there is taken, and the scan resumes after it. A byte trie does
  * this directly; a table of possible first bytes skips most positions without a lookup.
  *
- * Scratch space (regex match data, BPE symbols and heap) belongs to the call, so concurrent
- * calls on one tokenizer share only read-only tables. */
+ * Pieces seen before are answered from the word cache (word_cache.h), which concurrent calls
+ * fill without locks; all other scratch space (regex match data, BPE symbols and heap) belongs
+ * to the call, so concurrent calls on one tokenizer share nothing else that changes. */
 #include "text/tokenizer_internal.h"
 #include "text/utf8.h"
 #include "text/word_cache.h"
@@ -25,48 +26,52 @@ typedef struct encoder {
     size_t cap_spell;
 } encoder;
 
-/* The byte-level spelling of a piece, if it could be a vocab entry (for ignore_merges). */
-static const char *spell_piece(encoder *e, const uint8_t *piece, size_t len, size_t *n) {
-    if (len > e->t->longest_text) return NULL; /* longer than any entry */
+/* ignore_merges: if the piece, spelled in byte-level characters, is a vocab entry, that entry
+ * is its one token; *id is -1 otherwise. */
+static dsv4_status whole_piece(encoder *e, const uint8_t *piece, size_t len, int32_t *id) {
+    const dsv4_tokenizer *t = e->t;
+    *id = -1;
+    if (len > t->longest_text) return DSV4_OK; /* each byte spells as 1 or 2 bytes */
     if (e->cap_spell < 2 * len) {
         char *b = realloc(e->spell, 2 * len);
-        if (!b) return NULL;
+        if (!b) return dsv4_error(DSV4_ENOMEM, "out of memory spelling a piece of %zu bytes", len);
         e->spell = b;
         e->cap_spell = 2 * len;
     }
-    *n = 0;
+    size_t n = 0;
     for (size_t i = 0; i < len; i++)
-        *n += (size_t)dsv4_utf8_put(dsv4_byte_level_char(piece[i]), (uint8_t *)e->spell + *n);
-    return e->spell;
+        n += (size_t)dsv4_utf8_put(dsv4_byte_level_char(piece[i]), (uint8_t *)e->spell + n);
+    int32_t found = dsv4_strmap_get(&t->by_text, e->spell, n);
+    if (found >= 0 && (t->flags[found] & DSV4_TOK_IN_MODEL)) *id = found;
+    return DSV4_OK;
 }
 
-/* The ids of one pre-tokenized piece. */
+/* The ids of one pre-tokenized piece: from the cache, or by BPE (then cached). */
 static dsv4_status encode_piece(void *user, const uint8_t *piece, size_t len) {
     encoder *e = user;
     const dsv4_tokenizer *t = e->t;
-    if (t->ignore_merges) { /* a piece that is a vocab entry as it stands is taken whole */
-        size_t n;
-        const char *spelled = spell_piece(e, piece, len, &n);
-        int32_t id = spelled ? dsv4_strmap_get(&t->by_text, spelled, n) : -1;
-        if (id >= 0 && (t->flags[id] & DSV4_TOK_IN_MODEL)) return dsv4_idvec_push(&e->ids, id);
+    dsv4_status st;
+    if (t->ignore_merges) {
+        int32_t id;
+        if ((st = whole_piece(e, piece, len, &id))) return st;
+        if (id >= 0) return dsv4_idvec_push(&e->ids, id);
     }
+    bool cacheable = len > 1 && len <= DSV4_WORD_CACHE_MAX_BYTES;
     uint64_t hash = 0;
-    if (len <= DSV4_WORD_CACHE_MAX_BYTES) {
+    if (cacheable) {
         size_t n;
         hash = dsv4_word_hash(piece, len);
         const int32_t *ids = dsv4_word_cache_get(t->cache, piece, len, hash, &n);
         if (ids) {
-            dsv4_status st = dsv4_idvec_reserve(&e->ids, n);
-            if (st) return st;
+            if ((st = dsv4_idvec_reserve(&e->ids, n))) return st;
             memcpy(e->ids.v + e->ids.n, ids, n * sizeof *ids);
             e->ids.n += n;
             return DSV4_OK;
         }
     }
     size_t first = e->ids.n;
-    dsv4_status st = dsv4_bpe_encode(&t->bpe, piece, len, &e->bpe_work, &e->ids);
-    if (!st && len <= DSV4_WORD_CACHE_MAX_BYTES && len > 1)
-        dsv4_word_cache_put(t->cache, piece, len, hash, e->ids.v + first, e->ids.n - first);
+    st = dsv4_bpe_encode(&t->bpe, piece, len, &e->bpe_work, &e->ids);
+    if (!st && cacheable) dsv4_word_cache_put(t->cache, piece, len, hash, e->ids.v + first, e->ids.n - first);
     return st;
 }
 

@@ -6,9 +6,10 @@
  * own and so does every stretch of text between matches. The regexes were written for
  * Oniguruma (the engine inside Hugging Face tokenizers); here they run on PCRE2 in UTF mode
  * with Unicode properties (UCP), whose syntax and semantics agree on everything these
- * patterns use: \p{L} \p{N} \p{P} \p{S} \p{M}, \s (Unicode White_Space in both: PCRE2 counts
- * U+0085 as well), classes, ranges, lookahead and counted repetition. The few Oniguruma
- * escapes that PCRE2 reads differently are refused when the pattern is compiled.
+ * patterns use: \p{L} \p{N} \p{P} \p{S} \p{M}, classes, ranges, lookahead, counted
+ * repetition, and \s, which is Unicode's White_Space in both (for PCRE2: the Z categories,
+ * tab to carriage return, and U+0085; the oracle test covers every such character). The few
+ * Oniguruma escapes that PCRE2 reads differently are refused when the pattern is compiled.
  *
  * The general categories come from the Unicode tables built into the PCRE2 library; PCRE2
  * 10.42 (Debian 12) has Unicode 14, Oniguruma in tokenizers 0.23 has Unicode 16, so the

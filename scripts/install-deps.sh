@@ -10,3 +10,10 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
+
+# The tokenizer oracle test and benchmark use the Hugging Face `tokenizers` library from npm.
+if ! command -v npm >/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
+fi
+(cd "$(dirname "$0")/../tests/js" && npm ci --no-audit --no-fund --loglevel=error)

@@ -13,6 +13,7 @@ static const struct {
     {"info", cmd_info, "config summary, parameter counts, weight bytes, KV bytes per token"},
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
     {"render", cmd_render, "print the prompt a conversation encodes to (chat format)"},
+    {"tokenize", cmd_tokenize, "text to token ids and back (JSON lines)"},
 };
 
 static void usage(FILE *f) {

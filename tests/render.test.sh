@@ -78,5 +78,35 @@ else
     fail=$((fail + 1))
 fi
 
+# --ids: the whole prompt tokenized must equal the HF library's ids (*.oracle-ids.json)
+tok=$shared/tokenizer/deepseek-v4-tokenizer.json
+check_ids() { # name input oracle [render options...]
+    local name=$1 input=$2 oracle=$3
+    shift 3
+    if ! "$dsv4" render --input "$input" --ids --tokenizer "$tok" "$@" >"$tmp/ids" 2>"$tmp/err"; then
+        echo "FAIL ids/$name: $(cat "$tmp/err")"
+        fail=$((fail + 1))
+    elif [ "$(tr -d ' \n' <"$tmp/ids")" != "$(tr -d ' \n' <"$oracle")" ]; then
+        echo "FAIL ids/$name: ids differ from $oracle"
+        fail=$((fail + 1))
+    else
+        pass=$((pass + 1))
+    fi
+}
+if [ -f "$tok" ]; then
+    for n in 1 2 3 4; do
+        mode=thinking
+        [ $n = 4 ] && mode=chat
+        check_ids "official_$n" "$enc/test_input_$n.json" "$enc/test_output_$n.oracle-ids.json" --mode $mode
+    done
+    for input in "$enc"/extra/*.input.json; do
+        name=$(basename "$input" .input.json)
+        check_ids "extra/$name" "$input" "$enc/extra/$name.oracle-ids.json"
+    done
+else
+    echo "FAIL: tokenizer not found at $tok"
+    fail=$((fail + 1))
+fi
+
 echo "render: $pass passed, $fail failed"
 [ $fail -eq 0 ] && [ $pass -gt 0 ]

@@ -7,7 +7,9 @@
  *   [...]                                                         a plain message list.
  * encode_args holds encode_messages()' keyword arguments (thinking_mode, reasoning_effort,
  * drop_thinking, add_default_bos_token); options on the command line override them. The
- * prompt goes to stdout exactly, with no newline added, so `cmp` against a golden file works. */
+ * prompt goes to stdout exactly, with no newline added, so `cmp` against a golden file works.
+ * With --ids --tokenizer FILE the prompt is tokenized whole (special tokens matched as single
+ * tokens, no BOS added beyond the one the encoding writes) and printed as a JSON list. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "text/chat.h"
+#include "text/tokenizer.h"
 
 static const char usage[] =
     "usage: dsv4 render --input CASE.json [options]\n"
@@ -22,13 +25,32 @@ static const char usage[] =
     "      --mode chat|thinking      thinking_mode (required unless the file's encode_args sets it)\n"
     "      --effort none|high|max    reasoning_effort\n"
     "      --keep-thinking           drop_thinking=False\n"
-    "      --no-bos                  add_default_bos_token=False\n";
+    "      --no-bos                  add_default_bos_token=False\n"
+    "      --ids --tokenizer FILE    print the prompt's token ids (a JSON list) instead\n";
+
+static int print_ids(const char *tok_path, const char *prompt, size_t len) {
+    dsv4_tokenizer *tok;
+    if (dsv4_tokenizer_load(tok_path, &tok)) return cli_fail_lib("render", NULL);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = 0;
+    if (dsv4_tokenize(tok, prompt, len, &ids, &n)) rc = cli_fail_lib("render", "tokenizing the prompt");
+    else {
+        putchar('[');
+        for (size_t i = 0; i < n; i++) printf(i ? ", %d" : "%d", ids[i]);
+        putchar(']');
+        if (fflush(stdout) != 0) rc = cli_fail("render", "writing stdout failed");
+    }
+    free(ids);
+    dsv4_tokenizer_free(tok);
+    return rc;
+}
 
 static int fail_json(const char *what) { return cli_fail("render", "--input: %s", what); }
 
 int cmd_render(int argc, char **argv) {
-    const char *input = NULL, *mode = NULL, *effort = NULL;
-    int keep_thinking = -1, no_bos = -1;
+    const char *input = NULL, *mode = NULL, *effort = NULL, *tok_path = NULL;
+    int keep_thinking = -1, no_bos = -1, want_ids = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is(a, "-h", "--help")) {
@@ -44,6 +66,10 @@ int cmd_render(int argc, char **argv) {
             keep_thinking = 1;
         } else if (cli_is(a, NULL, "--no-bos")) {
             no_bos = 1;
+        } else if (cli_is(a, NULL, "--ids")) {
+            want_ids = 1;
+        } else if (cli_is(a, NULL, "--tokenizer")) {
+            if (!(tok_path = cli_value(argc, argv, &i))) return cli_fail("render", "--tokenizer needs a tokenizer.json");
         } else {
             fputs(usage, stderr);
             return cli_fail("render", "unknown option \"%s\"", a);
@@ -53,6 +79,7 @@ int cmd_render(int argc, char **argv) {
         fputs(usage, stderr);
         return cli_fail("render", "--input is required");
     }
+    if (want_ids && !tok_path) return cli_fail("render", "--ids needs --tokenizer FILE.json");
 
     json_error_t jerr;
     json_t *root = json_load_file(input, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
@@ -117,6 +144,10 @@ int cmd_render(int argc, char **argv) {
     size_t len;
     if (dsv4_chat_render(messages, &opts, &prompt, &len)) {
         rc = cli_fail_lib("render", input);
+        goto done;
+    }
+    if (want_ids) {
+        rc = print_ids(tok_path, prompt, len);
         goto done;
     }
     rc = fwrite(prompt, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : cli_fail("render", "writing stdout failed");

@@ -13,6 +13,7 @@ static const struct {
     {"info", cmd_info, "config summary, parameter counts, weight bytes, KV bytes per token"},
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
     {"render", cmd_render, "print the prompt a conversation encodes to (chat format)"},
+    {"serve", cmd_serve, "OpenAI- and Anthropic-compatible HTTP server (docs/server.md)"},
     {"tokenize", cmd_tokenize, "text to token ids and back (JSON lines)"},
 };
 

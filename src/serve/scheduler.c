@@ -361,7 +361,7 @@ dsv4_status dsv4_sched_new(dsv4_model *m, const dsv4_tokenizer *tok, const dsv4_
     S->slots = dsv4_calloc((size_t)o->parallel, sizeof *S->slots, "slots");
     S->items = dsv4_calloc((size_t)o->parallel, sizeof *S->items, "batch items");
     S->item_slot = dsv4_calloc((size_t)o->parallel, sizeof *S->item_slot, "batch items");
-    S->queue = dsv4_calloc((size_t)o->queue + 1, sizeof *S->queue, "job queue");
+    S->queue = dsv4_calloc((size_t)o->queue + (size_t)o->parallel + 1, sizeof *S->queue, "job queue");
     dsv4_status rc = S->slots && S->items && S->item_slot && S->queue ? DSV4_OK : DSV4_ENOMEM;
     for (int i = 0; i < o->parallel && !rc; i++) {
         slot *sl = &S->slots[i];
@@ -412,7 +412,8 @@ void dsv4_sched_free(dsv4_sched *S) {
 
 bool dsv4_sched_submit(dsv4_sched *S, dsv4_job *j) {
     pthread_mutex_lock(&S->mu);
-    bool ok = !S->stop && S->q_n < S->o.queue;
+    /* a job counts against the free slots first: they take it at the next step */
+    bool ok = !S->stop && S->q_n < S->o.queue + (S->o.parallel - S->st.active);
     if (ok) {
         dsv4_job_ref(j);
         S->queue[S->q_n++] = j;

@@ -22,7 +22,7 @@
 typedef struct dsv4_sched_opts {
     int parallel;       /* slots: sequences decoded together */
     int ctx;            /* tokens per slot (prompt + output) */
-    int queue;          /* jobs that may wait for a slot */
+    int queue;          /* jobs that may wait when every slot is busy */
     int step_tokens;    /* tokens fed per forward step, all slots together */
     int snapshot_every; /* prompt tokens between cache snapshots (0: only the fixed points) */
     dsv4_prefix_cache *cache; /* NULL: no context caching */
@@ -40,7 +40,8 @@ dsv4_status dsv4_sched_new(dsv4_model *m, const dsv4_tokenizer *tok, const dsv4_
 /* Stops the engine thread (jobs still running finish as cancelled) and frees everything. */
 void dsv4_sched_free(dsv4_sched *s);
 
-/* Queue a job (the scheduler takes its own reference). False when the queue is full. */
+/* Queue a job (the scheduler takes its own reference). False when parallel + queue jobs are
+ * already running or waiting. */
 bool dsv4_sched_submit(dsv4_sched *s, dsv4_job *j);
 
 void dsv4_sched_stats_get(dsv4_sched *s, dsv4_sched_stats *out);

@@ -376,7 +376,7 @@ static dsv4_status load_dir(dsv4_prefix_cache *pc) {
         if (files[n].name) n++;
     }
     closedir(d);
-    qsort(files, n, sizeof *files, by_mtime);
+    if (n) qsort(files, n, sizeof *files, by_mtime);
     for (size_t i = 0; i < n; i++) {
         file_header h;
         int32_t *tokens;

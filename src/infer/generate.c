@@ -78,7 +78,7 @@ void dsv4_gen_free(dsv4_gen *g) {
 
 static dsv4_status release(dsv4_gen *g, size_t n) {
     dsv4_status rc = n ? dsv4_dsml_feed(g->dsml, g->hold, n) : DSV4_OK;
-    memmove(g->hold, g->hold + n, g->hold_len - n);
+    if (g->hold_len > n) memmove(g->hold, g->hold + n, g->hold_len - n);
     g->hold_len -= n;
     return rc;
 }

@@ -157,6 +157,15 @@ static float *thread_scratch(size_t floats) {
     return tl_scratch;
 }
 
+void dsv4_matmul_release_scratch(void) {
+#pragma omp parallel
+    {
+        free(tl_scratch);
+        tl_scratch = NULL;
+        tl_scratch_cap = 0;
+    }
+}
+
 void dsv4_matmul(const dsv4_linear *L, const float *x, int n, float *y) { dsv4_matmul_ld(L, x, n, y, L->rows); }
 
 void dsv4_matmul_ld(const dsv4_linear *L, const float *x, int n, float *y, int ldy) {

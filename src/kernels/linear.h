@@ -50,6 +50,10 @@ void dsv4_linear_dequant_row(const dsv4_linear *L, int r, float *out);
 void dsv4_matmul(const dsv4_linear *L, const float *x, int n, float *y);
 /* The same with output rows ldy floats apart (writing into a slice of a wider matrix). */
 void dsv4_matmul_ld(const dsv4_linear *L, const float *x, int n, float *y, int ldy);
+/* Free the matmul scratch of the calling thread and of its OpenMP team. A thread that runs
+ * forward passes and ends before the process (the server's engine thread) calls it last, or the
+ * scratch of its threads would outlive them; it is rebuilt if needed. */
+void dsv4_matmul_release_scratch(void);
 
 /* The official linear(): in default numerics, inputs of FP8/FP4 weights with act_quant set
  * are rounded to FP8 blocks of 128 first (into scratch xq[n*cols]); then dsv4_matmul. */

@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "base/base.h"
+#include "kernels/linear.h"
 
 typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_SAMPLE, SLOT_DECODE } slot_state;
 
@@ -337,6 +338,7 @@ static void *engine_main(void *arg) {
             if (S->slots[i].state == SLOT_SAMPLE) sample(S, &S->slots[i]);
     }
     free(taken);
+    dsv4_matmul_release_scratch(); /* this thread's (and its team's) scratch would outlive them */
     return NULL;
 }
 

@@ -264,7 +264,7 @@ static bool prepare(dsv4_server *srv, const json_t *body, dsv4_job *j, const cha
     long long max_tokens = -1;
     double temperature = 1, top_p = 1;
     bool ok = dsv4_req_model(srv, body, true, model, e) && thinking_fields(body, &co, e) && convert_tools(body, &tools, e) &&
-              convert_request(body, tools, &messages, e) && dsv4_req_chat_prompt(srv, messages, &co, j, e);
+              convert_request(body, tools, &messages, e) && dsv4_req_chat_prompt(srv, messages, &co, !counting, j, e);
     if (ok && !counting) {
         const json_t *mt = json_object_get(body, "max_tokens");
         if (!mt || json_is_null(mt)) ok = dsv4_req_fail(e, 400, "max_tokens: missing (required)");

@@ -5,10 +5,11 @@
  * content callback waits for the next events. Connections are kept alive between requests;
  * streamed replies use chunked encoding.
  *
- * A request arrives in three calls of on_request: the first with the headers (we refuse an
- * announced body over the limit there, before reading it), then pieces of the body (kept up
- * to the limit, the rest discarded), then a last call where it is answered: routing, the API
- * key, UTF-8 and JSON checks, then the dialect's handler.
+ * A request arrives in three calls of on_request: the first with the headers, then pieces of
+ * the body (kept up to the limit, the rest discarded), then a last call where it is answered:
+ * routing, the API key, the size limit, UTF-8 and JSON checks, then the dialect's handler. A
+ * body over the limit is read to its end before the 413 goes out: answering early and closing
+ * with unread bytes makes the kernel reset the connection, and the client never sees why.
  *
  * A client that goes away must free its slot at once. While a thread waits for a job it
  * polls its socket every 100 ms for a hang-up (POLLRDHUP), and cancels the job when it sees
@@ -87,13 +88,16 @@ static const char *error_type(dsv4_dialect d, unsigned status) {
 
 int dsv4_http_error(dsv4_http_req *rq, const dsv4_req_err *e) {
     unsigned status = e->status ? e->status : 400;
+    /* messages quote the request, cut to a length that may split a character: make them UTF-8 */
+    char msg[DSV4_UTF8_LOSSY_MAX(sizeof e->msg) + 1];
+    size_t used, n = dsv4_utf8_lossy((const uint8_t *)e->msg, strnlen(e->msg, sizeof e->msg), true, (uint8_t *)msg, &used);
+    msg[n] = 0;
     json_t *body;
     if (rq->dialect == DSV4_ANTHROPIC)
-        body = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", error_type(rq->dialect, status), "message",
-                         e->msg);
+        body = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", error_type(rq->dialect, status), "message", msg);
     else
-        body = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", e->msg, "type", error_type(rq->dialect, status),
-                         "param", "code");
+        body = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type", error_type(rq->dialect, status), "param",
+                         "code");
     return dsv4_http_json(rq, status, body);
 }
 
@@ -357,10 +361,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!rq->path) return MHD_NO;
         rq->dialect = strstr(rq->path, "/messages") ? DSV4_ANTHROPIC : DSV4_OPENAI;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > srv->o.max_body) {
-            rq->too_big = true;
-            return route(rq) == MHD_YES ? MHD_YES : MHD_NO;
-        }
+        rq->too_big = cl && strtoull(cl, NULL, 10) > srv->o.max_body; /* its bytes will be discarded */
         return MHD_YES;
     }
     if (*upload_size) {
@@ -409,7 +410,7 @@ dsv4_status dsv4_server_start(dsv4_server *srv) {
     srv->daemon = MHD_start_daemon(flags, (uint16_t)srv->o.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
                                    ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                                    MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->o.max_connections,
-                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600, MHD_OPTION_LISTENING_ADDRESS_REUSE,
                                    (unsigned)1, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon)

@@ -1,7 +1,8 @@
 /* openai.c: the OpenAI dialect (Chat Completions, Completions, Models), as DeepSeek speaks it.
  *
  * Request mapping (chat):
- *   messages           OpenAI messages; list-of-parts content is joined (text parts only);
+ *   messages           OpenAI messages; list-of-parts content is joined with "\n" (text parts
+ *                      only; a tool result's parts are left to the encoding, which joins them);
  *                      "developer" is OpenAI's new name for "system" and is treated as one;
  *                      an assistant message with reasoning_content is replayed as such; a last
  *                      assistant message with "prefix": true is continued (DeepSeek's chat
@@ -169,7 +170,7 @@ static bool convert_messages(const json_t *in, const json_t *tools, const json_t
         const char *role = json_string_value(json_object_get(c, "role"));
         if (role && !strcmp(role, "developer")) json_object_set_new(c, "role", json_string("system"));
         const json_t *content = json_object_get(c, "content");
-        if (content) {
+        if (content && !(role && !strcmp(role, "tool") && json_is_array(content))) { /* the encoding joins a tool's blocks */
             if (!content_text(content, i, &text, e)) {
                 json_decref(c);
                 json_decref(msgs);
@@ -521,7 +522,7 @@ int dsv4_openai_chat(dsv4_http_req *rq, const json_t *body) {
               tools_field(body, &tools, &e) && response_format_field(body, &format, &e) &&
               convert_messages(json_object_get(body, "messages"), tools, format, &messages, &e) &&
               common_fields(srv, body, co.thinking_mode == DSV4_MODE_THINKING, j, &p, &e) && max_tokens_field(body, &p, &e) &&
-              logprob_fields(body, &p, j, &e) && dsv4_req_chat_prompt(srv, messages, &co, j, &e) &&
+              logprob_fields(body, &p, j, &e) && dsv4_req_chat_prompt(srv, messages, &co, true, j, &e) &&
               tool_choice_field(srv, body, tools, j, &e) && dsv4_req_max_tokens(srv, j, p.max_tokens, &e);
     json_decref(messages);
     int ret = ok ? run(rq, j, &p, true) : dsv4_http_error(rq, &e);

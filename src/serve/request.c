@@ -112,13 +112,13 @@ bool dsv4_req_model(const dsv4_server *srv, const json_t *body, bool anthropic, 
 
 static void script_apply(dsv4_server *srv, const char *prompt, size_t len, dsv4_job *j);
 
-static bool finish_prompt(dsv4_server *srv, const char *text, size_t len, dsv4_job *j, dsv4_req_err *e) {
+static bool finish_prompt(dsv4_server *srv, const char *text, size_t len, bool generate, dsv4_job *j, dsv4_req_err *e) {
     int32_t *ids;
     size_t n;
     if (dsv4_tokenize(srv->tok, text, len, &ids, &n)) return dsv4_req_fail(e, 400, "prompt: %s", dsv4_errmsg());
     j->prompt = ids;
     j->n_prompt = (int)n;
-    if ((long long)n + 1 > srv->ctx)
+    if (generate && (long long)n + 1 > srv->ctx)
         return dsv4_req_fail(e, 400, "the prompt has %zu tokens, more than this server's context of %d tokens allows "
                                      "(the prompt and at least one output token must fit; see --ctx)", n, srv->ctx);
     for (int i = j->n_prompt; i-- > 0;)
@@ -132,12 +132,12 @@ static bool finish_prompt(dsv4_server *srv, const char *text, size_t len, dsv4_j
     return true;
 }
 
-bool dsv4_req_chat_prompt(dsv4_server *srv, const json_t *messages, const dsv4_chat_opts *opts, dsv4_job *j,
-                          dsv4_req_err *e) {
+bool dsv4_req_chat_prompt(dsv4_server *srv, const json_t *messages, const dsv4_chat_opts *opts, bool generate,
+                          dsv4_job *j, dsv4_req_err *e) {
     char *text;
     size_t len;
     if (dsv4_chat_render(messages, opts, &text, &len)) return dsv4_req_fail(e, 400, "%s", dsv4_errmsg());
-    bool ok = finish_prompt(srv, text, len, j, e);
+    bool ok = finish_prompt(srv, text, len, generate, j, e);
     free(text);
     return ok;
 }
@@ -146,7 +146,7 @@ bool dsv4_req_text_prompt(dsv4_server *srv, const char *text, size_t len, dsv4_j
     dsv4_strbuf b = DSV4_STRBUF_INIT;
     dsv4_strbuf_puts(&b, DSV4_TOK_BOS);
     dsv4_strbuf_append(&b, text, len);
-    bool ok = dsv4_strbuf_status(&b) == DSV4_OK ? finish_prompt(srv, b.data, b.len, j, e)
+    bool ok = dsv4_strbuf_status(&b) == DSV4_OK ? finish_prompt(srv, b.data, b.len, true, j, e)
                                                 : dsv4_req_fail(e, 500, "out of memory");
     dsv4_strbuf_free(&b);
     return ok;

@@ -89,10 +89,10 @@ bool dsv4_req_model(const dsv4_server *srv, const json_t *body, bool anthropic, 
 
 /* Render OpenAI-style messages (see text/chat.h) and tokenize them into the job: prompt,
  * the cache point after the last <｜Assistant｜>, whether the output starts as reasoning, the
- * scripted reply if the test hook has one. Checks the prompt fits the context with room for
- * at least one token. */
-bool dsv4_req_chat_prompt(dsv4_server *srv, const json_t *messages, const dsv4_chat_opts *opts, dsv4_job *j,
-                          dsv4_req_err *e);
+ * scripted reply if the test hook has one. For a generation (not a token count) checks that
+ * the prompt fits the context with room for at least one token. */
+bool dsv4_req_chat_prompt(dsv4_server *srv, const json_t *messages, const dsv4_chat_opts *opts, bool generate,
+                          dsv4_job *j, dsv4_req_err *e);
 /* A raw text prompt (completions): BOS + text. */
 bool dsv4_req_text_prompt(dsv4_server *srv, const char *text, size_t len, dsv4_job *j, dsv4_req_err *e);
 /* Force the DSML opening of a tool call at the start of the answer: any tool (name NULL) or

@@ -80,6 +80,7 @@ test('wrong types and missing fields (OpenAI)', async () => {
     [chat({ model: undefined }), /model: missing/],
     [chat({ model: 'gpt-4o' }), /unknown model "gpt-4o"/],
     [chat({ model: 7 }), /model: expected a string/],
+    [chat({ model: 'a' + 'é'.repeat(60) }), /unknown model "aé+/], // quoted and cut inside a character
     [chat({ messages: 'hi' }), /messages: expected a non-empty list/],
     [chat({ messages: [] }), /messages: expected a non-empty list/],
     [chat({ messages: ['hi'] }), /messages\[0\]: expected a message object/],
@@ -142,6 +143,10 @@ test('a prompt longer than the context', async () => {
   const long = 'word '.repeat(6000);
   openaiError(await post('/v1/chat/completions', chat({ messages: [{ role: 'user', content: long }] })), 400, /context of \d+ tokens/);
   anthropicError(await post('/v1/messages', msg({ messages: [{ role: 'user', content: long }] })), 400, /context of \d+ tokens/);
+  // counting is not generating: a count may exceed the context
+  const c = await post('/v1/messages/count_tokens', { model: MODEL, messages: [{ role: 'user', content: long }] });
+  assert.equal(c.status, 200, c.body);
+  assert.ok(JSON.parse(c.body).input_tokens > 4096);
 });
 
 test('bodies over the size limit: announced and chunked', async () => {

@@ -30,8 +30,9 @@ for p in 1 4 8; do
   serve_start "$tmp/log" "$build/dsv4" -m "$tmp/model" --api-key bench --parallel $p --cache-mb 0 --ctx 4096
   node "$load" "$SERVE_URL" throughput 1 4 > /dev/null # warm up
   out=$(node "$load" "$SERVE_URL" throughput $p "$tokens")
-  rows=$(curl -s "$SERVE_URL/health" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const e=JSON.parse(s).engine;console.log((e.batch_rows/e.steps).toFixed(2))})')
-  echo "parallel $p: $out (mean sequences per step $rows)"
+  engine=$(curl -s "$SERVE_URL/health" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const e=JSON.parse(s).engine;
+    console.log(`${(e.batch_rows/e.steps).toFixed(2)} sequences per step, ${(1000*e.forward_s/e.steps).toFixed(1)} ms per step, ${(100*e.forward_s/(e.forward_s+e.sample_s)).toFixed(1)}% of engine time in the forward pass`)})')
+  echo "parallel $p: $out (engine, warm-up included: $engine)"
   tps[$p]=$(echo "$out" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).tokens_per_s))')
   serve_stop
 done

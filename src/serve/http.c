@@ -266,12 +266,13 @@ static int health(dsv4_http_req *rq) {
     dsv4_server *srv = rq->srv;
     dsv4_sched_stats st;
     dsv4_sched_stats_get(srv->sched, &st);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+    json_t *j = json_pack("{s:s, s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}}",
                           "status", "ok", "model", srv->model_name, "ctx", srv->ctx, "uptime_s", dsv4_now() - srv->started,
                           "slots", "parallel", st.parallel, "active", st.active, "waiting", st.waiting, "queue", st.queue,
                           "engine", "steps", st.steps, "batch_rows", st.batch_rows, "prefill_tokens", st.prefill_tokens,
                           "decode_tokens", st.decode_tokens, "jobs_done", st.jobs_done, "jobs_cancelled",
-                          st.jobs_cancelled, "jobs_failed", st.jobs_failed);
+                          st.jobs_cancelled, "jobs_failed", st.jobs_failed, "forward_s", st.forward_s, "sample_s",
+                          st.sample_s);
     if (j && srv->cache) {
         dsv4_prefix_cache_stats cs;
         dsv4_prefix_cache_stats_get(srv->cache, &cs);

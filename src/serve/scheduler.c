@@ -254,8 +254,10 @@ static void step(dsv4_sched *S) {
         prefill += len;
     }
     if (!n) return;
+    double t0 = dsv4_now();
     dsv4_status rc = dsv4_forward_batch(S->m, S->items, n);
     pthread_mutex_lock(&S->mu);
+    S->st.forward_s += dsv4_now() - t0;
     S->st.steps++;
     S->st.batch_rows += n;
     S->st.prefill_tokens += prefill;
@@ -334,8 +336,12 @@ static void *engine_main(void *arg) {
         for (int i = 0; i < P; i++) /* whole prompts restored from the cache sample at once */
             if (S->slots[i].state == SLOT_SAMPLE) sample(S, &S->slots[i]);
         step(S);
+        double t0 = dsv4_now();
         for (int i = 0; i < P; i++)
             if (S->slots[i].state == SLOT_SAMPLE) sample(S, &S->slots[i]);
+        pthread_mutex_lock(&S->mu);
+        S->st.sample_s += dsv4_now() - t0;
+        pthread_mutex_unlock(&S->mu);
     }
     free(taken);
     dsv4_matmul_release_scratch(); /* this thread's (and its team's) scratch would outlive them */

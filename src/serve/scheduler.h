@@ -32,6 +32,8 @@ typedef struct dsv4_sched_stats {
     int active, waiting, parallel, queue;
     long long steps, prefill_tokens, decode_tokens, jobs_done, jobs_cancelled, jobs_failed;
     long long batch_rows; /* sum over steps of the sequences in the step */
+    double forward_s;     /* time spent in forward steps */
+    double sample_s;      /* time spent choosing tokens and passing events on */
 } dsv4_sched_stats;
 
 typedef struct dsv4_sched dsv4_sched;

@@ -341,7 +341,7 @@ static void an_event(void *state, const dsv4_event *ev, dsv4_strbuf *out) {
         break;
     case DSV4_EV_CALL_START: {
         char id[48];
-        dsv4_tool_call_id(s->srv, "toolu_", id, sizeof id);
+        dsv4_req_id(s->srv, "toolu_", id, sizeof id);
         open_block(s, out, BLOCK_TOOL,
                    json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id", id, "name", ev->name ? ev->name : "", "input"));
         break;

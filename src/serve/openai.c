@@ -357,7 +357,6 @@ static void emit_chunk(oa_stream *s, dsv4_strbuf *out, json_t *delta, const char
                            "finish_reason", finish);
         json_decref(delta);
     }
-    if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
     dsv4_sse(out, NULL, json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o]}", "id", s->id, "object",
                                   s->chat ? "chat.completion.chunk" : "text_completion", "created", s->created, "model",
                                   s->model, "system_fingerprint", "dsv4", "choices", choice));
@@ -389,7 +388,7 @@ static void oa_event(void *state, const dsv4_event *ev, dsv4_strbuf *out) {
         char (*ids)[48] = realloc(s->call_ids, (size_t)(s->n_calls + 1) * sizeof *ids);
         if (!ids) return;
         s->call_ids = ids;
-        dsv4_tool_call_id(s->srv, "call_", ids[s->n_calls], sizeof ids[0]);
+        dsv4_req_id(s->srv, "call_", ids[s->n_calls], sizeof ids[0]);
         emit_chunk(s, out, json_pack("{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "tool_calls", "index", ev->call, "id",
                                      ids[s->n_calls], "type", "function", "function", "name", ev->name ? ev->name : "",
                                      "arguments", ""),

@@ -187,7 +187,6 @@ void dsv4_req_id(dsv4_server *srv, const char *prefix, char *buf, size_t len) {
     snprintf(buf, len, "%s%08llx%06llx", prefix, srv->started_unix & 0xffffffffLL, n & 0xffffffLL);
 }
 
-void dsv4_tool_call_id(dsv4_server *srv, const char *prefix, char *buf, size_t len) { dsv4_req_id(srv, prefix, buf, len); }
 
 /* ---- results ------------------------------------------------------------------------------- */
 
@@ -202,7 +201,7 @@ void dsv4_collect_event(dsv4_server *srv, dsv4_collect *c, const dsv4_event *ev,
         dsv4_call *call = &c->calls[c->n_calls++];
         memset(call, 0, sizeof *call);
         call->name = strdup(ev->name ? ev->name : "");
-        dsv4_tool_call_id(srv, id_prefix, call->id, sizeof call->id);
+        dsv4_req_id(srv, id_prefix, call->id, sizeof call->id);
         break;
     }
     case DSV4_EV_CALL_ARGS: break; /* the whole arguments come with CALL_END */

@@ -104,9 +104,8 @@ bool dsv4_req_max_tokens(dsv4_server *srv, dsv4_job *j, long long asked, dsv4_re
 /* Submit, answering 503 when the queue is full. */
 bool dsv4_req_submit(dsv4_server *srv, dsv4_job *j, dsv4_req_err *e);
 
-/* "chatcmpl-..." / "msg_..." ids, unique per server run. */
+/* Ids of replies and tool calls ("chatcmpl-...", "msg_...", "call_..."), unique per server run. */
 void dsv4_req_id(dsv4_server *srv, const char *prefix, char *buf, size_t len);
-void dsv4_tool_call_id(dsv4_server *srv, const char *prefix, char *buf, size_t len);
 
 /* ---- results ------------------------------------------------------------------------------- */
 

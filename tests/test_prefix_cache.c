@@ -112,7 +112,8 @@ int main(void) {
     dsv4_forward(a, ids + 11, 1, DSV4_LOGITS_NONE, NULL);
     dsv4_prefix_cache_put(pc, ids, 12, a, NULL); /* evicts 11, the least recently used */
     dsv4_prefix_cache_stats_get(pc, &st);
-    CHECK(st.ram_entries == 2 && st.ram_bytes <= co.ram_bytes, "two entries in budget (%lld, %zu)", st.ram_entries, st.ram_bytes);
+    CHECK(st.ram_entries == 2 && st.ram_bytes <= co.ram_bytes, "two entries in budget (%lld, %zu)", st.ram_entries,
+          st.ram_bytes);
     CHECK(dsv4_prefix_cache_restore(pc, ids, 12, b, got) == 10, "11 was evicted, 10 kept");
     dsv4_prefix_cache_close(pc);
 
@@ -161,8 +162,8 @@ int main(void) {
     dsv4_prefix_cache_put(pc, ids, 32, a, NULL);
     dsv4_prefix_cache_flush(pc);
     dsv4_prefix_cache_stats_get(pc, &st);
-    CHECK(st.disk_entries == 1 && st.disk_bytes <= co.disk_bytes, "disk budget: %lld entries, %zu bytes", st.disk_entries,
-          st.disk_bytes);
+    CHECK(st.disk_entries == 1 && st.disk_bytes <= co.disk_bytes, "disk budget: %lld entries, %zu bytes",
+          st.disk_entries, st.disk_bytes);
     dsv4_prefix_cache_close(pc);
     CHECK(count_files(dir) == 2, "the newest file and the junk remain (%d)", count_files(dir));
 

@@ -43,10 +43,14 @@ static int num(const char *cmd, int argc, char **argv, int *i, long long lo, lon
 
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve", *dir = NULL, *tokenizer = NULL, *disk = NULL;
-    dsv4_server_opts so = {.host = "127.0.0.1", .port = 8000, .api_key = getenv("DSV4_API_KEY"), .max_body = 32u << 20,
-                           .max_connections = 512, .keepalive_s = 10};
-    long long parallel = 4, ctx = 0, queue = 64, step = 256, cache_mb = 2048, disk_mb = 10240, every = 2048, body_mb = 32,
-              keepalive = 10, port = 8000;
+    dsv4_server_opts so = {.host = "127.0.0.1",
+                           .port = 8000,
+                           .api_key = getenv("DSV4_API_KEY"),
+                           .max_body = 32u << 20,
+                           .max_connections = 512,
+                           .keepalive_s = 10};
+    long long parallel = 4, ctx = 0, queue = 64, step = 256, cache_mb = 2048, disk_mb = 10240, every = 2048,
+              body_mb = 32, keepalive = 10, port = 8000;
     dsv4_open_opts oo = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -57,22 +61,38 @@ int cmd_serve(int argc, char **argv) {
         if (cli_is(a, "-h", "--help")) {
             fputs(usage, stdout);
             return 0;
-        } else if (cli_is(a, "-m", "--model")) ok = (dir = cli_value(argc, argv, &i)) != NULL;
-        else if (cli_is(a, NULL, "--tokenizer")) ok = (tokenizer = cli_value(argc, argv, &i)) != NULL;
-        else if (cli_is(a, NULL, "--host")) ok = (so.host = cli_value(argc, argv, &i)) != NULL;
-        else if (cli_is(a, NULL, "--api-key")) ok = (so.api_key = cli_value(argc, argv, &i)) != NULL;
-        else if (cli_is(a, NULL, "--kv-disk")) ok = (disk = cli_value(argc, argv, &i)) != NULL;
-        else if (cli_is(a, NULL, "--test-script")) ok = (so.script = cli_value(argc, argv, &i)) != NULL;
-        else if (cli_is(a, "-p", "--port")) ok = num(cmd, argc, argv, &i, 0, 65535, &port);
-        else if (cli_is(a, NULL, "--parallel")) ok = num(cmd, argc, argv, &i, 1, 256, &parallel);
-        else if (cli_is(a, NULL, "--ctx")) ok = num(cmd, argc, argv, &i, 2, 1 << 30, &ctx);
-        else if (cli_is(a, NULL, "--queue")) ok = num(cmd, argc, argv, &i, 0, 1 << 20, &queue);
-        else if (cli_is(a, NULL, "--step-tokens")) ok = num(cmd, argc, argv, &i, 2, 1 << 20, &step);
-        else if (cli_is(a, NULL, "--cache-mb")) ok = num(cmd, argc, argv, &i, 0, 1LL << 30, &cache_mb);
-        else if (cli_is(a, NULL, "--kv-disk-mb")) ok = num(cmd, argc, argv, &i, 1, 1LL << 40, &disk_mb);
-        else if (cli_is(a, NULL, "--snapshot-every")) ok = num(cmd, argc, argv, &i, 0, 1 << 30, &every);
-        else if (cli_is(a, NULL, "--max-body-mb")) ok = num(cmd, argc, argv, &i, 1, 4096, &body_mb);
-        else if (cli_is(a, NULL, "--keepalive")) ok = num(cmd, argc, argv, &i, 1, 3600, &keepalive);
+        } else if (cli_is(a, "-m", "--model"))
+            ok = (dir = cli_value(argc, argv, &i)) != NULL;
+        else if (cli_is(a, NULL, "--tokenizer"))
+            ok = (tokenizer = cli_value(argc, argv, &i)) != NULL;
+        else if (cli_is(a, NULL, "--host"))
+            ok = (so.host = cli_value(argc, argv, &i)) != NULL;
+        else if (cli_is(a, NULL, "--api-key"))
+            ok = (so.api_key = cli_value(argc, argv, &i)) != NULL;
+        else if (cli_is(a, NULL, "--kv-disk"))
+            ok = (disk = cli_value(argc, argv, &i)) != NULL;
+        else if (cli_is(a, NULL, "--test-script"))
+            ok = (so.script = cli_value(argc, argv, &i)) != NULL;
+        else if (cli_is(a, "-p", "--port"))
+            ok = num(cmd, argc, argv, &i, 0, 65535, &port);
+        else if (cli_is(a, NULL, "--parallel"))
+            ok = num(cmd, argc, argv, &i, 1, 256, &parallel);
+        else if (cli_is(a, NULL, "--ctx"))
+            ok = num(cmd, argc, argv, &i, 2, 1 << 30, &ctx);
+        else if (cli_is(a, NULL, "--queue"))
+            ok = num(cmd, argc, argv, &i, 0, 1 << 20, &queue);
+        else if (cli_is(a, NULL, "--step-tokens"))
+            ok = num(cmd, argc, argv, &i, 2, 1 << 20, &step);
+        else if (cli_is(a, NULL, "--cache-mb"))
+            ok = num(cmd, argc, argv, &i, 0, 1LL << 30, &cache_mb);
+        else if (cli_is(a, NULL, "--kv-disk-mb"))
+            ok = num(cmd, argc, argv, &i, 1, 1LL << 40, &disk_mb);
+        else if (cli_is(a, NULL, "--snapshot-every"))
+            ok = num(cmd, argc, argv, &i, 0, 1 << 30, &every);
+        else if (cli_is(a, NULL, "--max-body-mb"))
+            ok = num(cmd, argc, argv, &i, 1, 4096, &body_mb);
+        else if (cli_is(a, NULL, "--keepalive"))
+            ok = num(cmd, argc, argv, &i, 1, 3600, &keepalive);
         else {
             fputs(usage, stderr);
             return cli_fail(cmd, "unknown option %s", a), 2;
@@ -109,12 +129,12 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     if (dsv4_tokenizer_vocab_size(tok) > dsv4_model_vocab(m)) {
-        cli_fail(cmd, "%s has %d tokens, more than the model's vocabulary of %d", tokenizer, dsv4_tokenizer_vocab_size(tok),
-                 dsv4_model_vocab(m));
+        cli_fail(cmd, "%s has %d tokens, more than the model's vocabulary of %d", tokenizer,
+                 dsv4_tokenizer_vocab_size(tok), dsv4_model_vocab(m));
         goto out;
     }
-    const char *needed[] = {DSV4_TOK_BOS, DSV4_TOK_EOS, DSV4_TOK_USER, DSV4_TOK_ASSISTANT, DSV4_TOK_THINK, DSV4_TOK_THINK_END,
-                            DSV4_TOK_DSML};
+    const char *needed[] = {DSV4_TOK_BOS,   DSV4_TOK_EOS,       DSV4_TOK_USER, DSV4_TOK_ASSISTANT,
+                            DSV4_TOK_THINK, DSV4_TOK_THINK_END, DSV4_TOK_DSML};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
         if (dsv4_token_id(tok, needed[i]) < 0) {
             cli_fail(cmd, "%s lacks the token %s that the chat format needs", tokenizer, needed[i]);
@@ -142,15 +162,21 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     if (cache_mb > 0 || disk) {
-        dsv4_prefix_cache_opts co = {.ram_bytes = (size_t)cache_mb << 20, .disk_dir = disk,
-                                     .disk_bytes = (size_t)disk_mb << 20, .min_tokens = 16};
+        dsv4_prefix_cache_opts co = {.ram_bytes = (size_t)cache_mb << 20,
+                                     .disk_dir = disk,
+                                     .disk_bytes = (size_t)disk_mb << 20,
+                                     .min_tokens = 16};
         if (dsv4_prefix_cache_open(m, &co, &srv.cache)) {
             cli_fail_lib(cmd, "opening the prefix cache");
             goto out;
         }
     }
-    dsv4_sched_opts sched = {.parallel = (int)parallel, .ctx = (int)ctx, .queue = (int)queue, .step_tokens = (int)step,
-                             .snapshot_every = (int)every, .cache = srv.cache};
+    dsv4_sched_opts sched = {.parallel = (int)parallel,
+                             .ctx = (int)ctx,
+                             .queue = (int)queue,
+                             .step_tokens = (int)step,
+                             .snapshot_every = (int)every,
+                             .cache = srv.cache};
     if (dsv4_sched_new(m, tok, &sched, &srv.sched)) {
         cli_fail_lib(cmd, "starting the engine");
         goto out;
@@ -159,9 +185,9 @@ int cmd_serve(int argc, char **argv) {
         cli_fail_lib(cmd, "starting the HTTP server");
         goto out;
     }
-    fprintf(stderr, "dsv4 serve: listening on http://%s:%d (model %s, %lld parallel, context %lld tokens%s%s%s)\n", so.host,
-            dsv4_server_port(&srv), srv.model_name, parallel, ctx, srv.cache ? ", context caching" : "", disk ? " on disk in " : "",
-            disk ? disk : "");
+    fprintf(stderr, "dsv4 serve: listening on http://%s:%d (model %s, %lld parallel, context %lld tokens%s%s%s)\n",
+            so.host, dsv4_server_port(&srv), srv.model_name, parallel, ctx, srv.cache ? ", context caching" : "",
+            disk ? " on disk in " : "", disk ? disk : "");
     if (srv.script) fprintf(stderr, "dsv4 serve: TEST MODE: replies scripted by %s\n", so.script);
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -52,7 +52,7 @@ typedef struct entry {
     int n;
     uint64_t hash;
     bool has_logits;
-    blob *ram;       /* NULL when only on disk */
+    blob *ram; /* NULL when only on disk */
     bool on_disk;
     size_t disk_len; /* file bytes */
     uint64_t tick;   /* last use */
@@ -222,8 +222,10 @@ static dsv4_status write_file(dsv4_prefix_cache *pc, const write_job *j, size_t 
     char path[4096], tmp[4200];
     file_name(pc, j->hash, j->n, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    file_header h = {.fingerprint = pc->fingerprint, .n_tokens = (uint32_t)j->n,
-                     .flags = j->b->logits_len ? FLAG_LOGITS : 0, .vocab = (uint32_t)pc->vocab,
+    file_header h = {.fingerprint = pc->fingerprint,
+                     .n_tokens = (uint32_t)j->n,
+                     .flags = j->b->logits_len ? FLAG_LOGITS : 0,
+                     .vocab = (uint32_t)pc->vocab,
                      .snapshot_len = j->b->len - j->b->logits_len};
     memcpy(h.magic, FILE_MAGIC, 8);
     FILE *f = fopen(tmp, "wb");
@@ -295,8 +297,10 @@ static void enqueue_write(dsv4_prefix_cache *pc, const entry *e, blob *b) {
     memcpy(t, e->tokens, (size_t)e->n * sizeof *t);
     *j = (write_job){t, e->n, e->hash, b, NULL};
     b->refs++;
-    if (pc->tail) pc->tail->next = j;
-    else pc->head = j;
+    if (pc->tail)
+        pc->tail->next = j;
+    else
+        pc->head = j;
     pc->tail = j;
     pthread_cond_signal(&pc->wake);
 }
@@ -324,7 +328,8 @@ static dsv4_status read_file(dsv4_prefix_cache *pc, const char *path, file_heade
     } else if (b) {
         size_t ll = (h->flags & FLAG_LOGITS) ? (size_t)h->vocab * 4 : 0;
         *b = blob_new(ll, (size_t)h->snapshot_len);
-        if (!*b) rc = DSV4_ENOMEM;
+        if (!*b)
+            rc = DSV4_ENOMEM;
         else if (fread((*b)->data, 1, (*b)->len, f) != (*b)->len)
             rc = dsv4_error(DSV4_EIO, "%s: short read", path);
     }
@@ -390,8 +395,8 @@ static dsv4_status load_dir(dsv4_prefix_cache *pc) {
                 if (e) {
                     e->has_logits = h.flags & FLAG_LOGITS;
                     e->on_disk = true;
-                    e->disk_len = sizeof h + (size_t)h.n_tokens * 4 + (e->has_logits ? (size_t)h.vocab * 4 : 0) +
-                                  h.snapshot_len;
+                    e->disk_len =
+                        sizeof h + (size_t)h.n_tokens * 4 + (e->has_logits ? (size_t)h.vocab * 4 : 0) + h.snapshot_len;
                     pc->disk_used += e->disk_len;
                 }
             }
@@ -421,14 +426,16 @@ dsv4_status dsv4_prefix_cache_open(dsv4_model *m, const dsv4_prefix_cache_opts *
     if (o->disk_dir && *o->disk_dir) {
         pc->dir = strdup(o->disk_dir);
         pc->o.disk_dir = pc->dir;
-        if (!pc->dir) rc = dsv4_error(DSV4_ENOMEM, "out of memory");
+        if (!pc->dir)
+            rc = dsv4_error(DSV4_ENOMEM, "out of memory");
         else if (mkdir(pc->dir, 0755) && errno != EEXIST)
             rc = dsv4_error(DSV4_EIO, "%s: cannot create the cache directory: %s", pc->dir, strerror(errno));
         if (!rc) rc = load_dir(pc);
         if (!rc) {
             if (pthread_create(&pc->writer, NULL, writer_main, pc))
                 rc = dsv4_error(DSV4_ENOMEM, "cannot start the cache writer thread");
-            else pc->has_writer = true;
+            else
+                pc->has_writer = true;
         }
     }
     if (rc) {

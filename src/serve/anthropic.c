@@ -9,7 +9,8 @@
  *   tools [{name, description, input_schema}] -> function tools
  *   tool_choice auto | any | tool | none      -> auto | required | named | none
  *   thinking {type: enabled|disabled}, output_config.effort; thinking is on by default, as on
- *   DeepSeek's API, and budget_tokens is ignored (DeepSeek ignores it too)
+ *   DeepSeek's API (off for the model alias deepseek-chat), and budget_tokens is ignored
+ *   (DeepSeek ignores it too)
  * The reply's content blocks come in the model's order: thinking, text, tool_use. Usage follows
  * Anthropic's convention: input_tokens counts the prompt tokens not read from the cache, and
  * cache_read_input_tokens the ones that were. Streams follow Anthropic's event sequence
@@ -93,15 +94,18 @@ static bool convert_blocks(const json_t *content, bool assistant, size_t i, json
         } else if (assistant && !strcmp(type, "redacted_thinking")) {
             continue; /* nothing we can read */
         } else if (assistant && !strcmp(type, "tool_use")) {
-            const json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"), *input = json_object_get(b, "input");
+            const json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"),
+                         *input = json_object_get(b, "input");
             if (!json_is_string(id) || !json_is_string(name) || (input && !json_is_object(input))) {
-                ok = dsv4_req_fail(e, 400, "messages[%zu].content[%zu]: a tool_use block needs a string id and name and an object input",
-                                   i, k);
+                ok = dsv4_req_fail(
+                    e, 400,
+                    "messages[%zu].content[%zu]: a tool_use block needs a string id and name and an object input", i,
+                    k);
                 break;
             }
             char *args = input ? json_dumps(input, JSON_COMPACT) : strdup("{}");
-            json_array_append_new(calls, json_pack("{s:O, s:s, s:{s:O, s:s}}", "id", id, "type", "function", "function", "name",
-                                                   name, "arguments", args ? args : "{}"));
+            json_array_append_new(calls, json_pack("{s:O, s:s, s:{s:O, s:s}}", "id", id, "type", "function", "function",
+                                                   "name", name, "arguments", args ? args : "{}"));
             free(args);
         } else if (!assistant && !strcmp(type, "tool_result")) {
             const json_t *id = json_object_get(b, "tool_use_id"), *c = json_object_get(b, "content");
@@ -110,14 +114,17 @@ static bool convert_blocks(const json_t *content, bool assistant, size_t i, json
                 break;
             }
             if (c && !json_is_string(c) && !json_is_array(c)) {
-                ok = dsv4_req_fail(e, 400, "messages[%zu].content[%zu].content: expected a string or a list of blocks", i, k);
+                ok = dsv4_req_fail(e, 400, "messages[%zu].content[%zu].content: expected a string or a list of blocks",
+                                   i, k);
                 break;
             }
             push_user_text(msgs, &text);
             json_t *result = c ? json_incref((json_t *)c) : json_string("");
-            json_array_append_new(msgs, json_pack("{s:s, s:O, s:o}", "role", "tool", "tool_call_id", id, "content", result));
+            json_array_append_new(msgs,
+                                  json_pack("{s:s, s:O, s:o}", "role", "tool", "tool_call_id", id, "content", result));
         } else {
-            ok = dsv4_req_fail(e, 400, "messages[%zu].content[%zu]: content type \"%.40s\" is not supported here", i, k, type);
+            ok = dsv4_req_fail(e, 400, "messages[%zu].content[%zu]: content type \"%.40s\" is not supported here", i, k,
+                               type);
             break;
         }
     }
@@ -149,7 +156,8 @@ static bool convert_tools(const json_t *body, json_t **out, dsv4_req_err *e) {
         if (!json_is_object(t) || (type && strcmp(type, "custom")) || !json_is_string(name)) {
             json_decref(oa);
             if (type && strcmp(type, "custom"))
-                return dsv4_req_fail(e, 400, "tools[%zu]: tool type \"%.40s\" is not supported (only custom tools)", i, type);
+                return dsv4_req_fail(e, 400, "tools[%zu]: tool type \"%.40s\" is not supported (only custom tools)", i,
+                                     type);
             return dsv4_req_fail(e, 400, "tools[%zu]: expected {\"name\": ..., \"input_schema\": {...}}", i);
         }
         json_t *fn = json_pack("{s:O}", "name", name);
@@ -206,12 +214,13 @@ static bool convert_request(const json_t *body, const json_t *tools, json_t **ou
     return true;
 }
 
-static bool thinking_fields(const json_t *body, dsv4_chat_opts *co, dsv4_req_err *e) {
-    bool on = true;
+static bool thinking_fields(const json_t *body, const char *model, dsv4_chat_opts *co, dsv4_req_err *e) {
+    bool on = strcmp(model, "deepseek-chat") != 0; /* DeepSeek's alias for thinking off */
     const json_t *th = json_object_get(body, "thinking");
     if (th && !json_is_null(th)) {
         const char *type = json_string_value(json_object_get(th, "type"));
-        if (!json_is_object(th) || !type || (strcmp(type, "enabled") && strcmp(type, "disabled") && strcmp(type, "adaptive")))
+        if (!json_is_object(th) || !type ||
+            (strcmp(type, "enabled") && strcmp(type, "disabled") && strcmp(type, "adaptive")))
             return dsv4_req_fail(e, 400, "thinking: expected {\"type\": \"enabled\"} or {\"type\": \"disabled\"}");
         on = strcmp(type, "disabled") != 0;
     }
@@ -221,7 +230,8 @@ static bool thinking_fields(const json_t *body, dsv4_chat_opts *co, dsv4_req_err
     const char *effort = NULL;
     if (oc && json_is_object(oc) && !dsv4_req_string(oc, "effort", &effort, e)) return false;
     if (effort) {
-        if (!strcmp(effort, "max")) co->reasoning_effort = DSV4_EFFORT_MAX;
+        if (!strcmp(effort, "max"))
+            co->reasoning_effort = DSV4_EFFORT_MAX;
         else if (strcmp(effort, "low") && strcmp(effort, "medium") && strcmp(effort, "high"))
             return dsv4_req_fail(e, 400, "output_config.effort: expected low, medium, high or max");
     }
@@ -233,7 +243,8 @@ static bool tool_choice_field(dsv4_server *srv, const json_t *body, const json_t
     j->ban_dsml = !tools;
     if (!tc || json_is_null(tc)) return true;
     const char *type = json_string_value(json_object_get(tc, "type"));
-    if (!json_is_object(tc) || !type) return dsv4_req_fail(e, 400, "tool_choice: expected {\"type\": \"auto\"|\"any\"|\"tool\"|\"none\"}");
+    if (!json_is_object(tc) || !type)
+        return dsv4_req_fail(e, 400, "tool_choice: expected {\"type\": \"auto\"|\"any\"|\"tool\"|\"none\"}");
     if (!strcmp(type, "none")) {
         j->ban_dsml = true;
         return true;
@@ -249,8 +260,8 @@ static bool tool_choice_field(dsv4_server *srv, const json_t *body, const json_t
         bool found = false;
         size_t i;
         const json_t *t;
-        json_array_foreach(tools, i, t)
-            found |= !strcmp(json_string_value(json_object_get(json_object_get(t, "function"), "name")), name);
+        json_array_foreach(tools, i, t) found |=
+            !strcmp(json_string_value(json_object_get(json_object_get(t, "function"), "name")), name);
         if (!found) return dsv4_req_fail(e, 400, "tool_choice: no tool named \"%.100s\" in tools", name);
     }
     return dsv4_req_force_tool(srv, j, name, e);
@@ -263,21 +274,23 @@ static bool prepare(dsv4_server *srv, const json_t *body, dsv4_job *j, const cha
     json_t *tools = NULL, *messages = NULL;
     long long max_tokens = -1;
     double temperature = 1, top_p = 1;
-    bool ok = dsv4_req_model(srv, body, true, model, e) && thinking_fields(body, &co, e) && convert_tools(body, &tools, e) &&
-              convert_request(body, tools, &messages, e) && dsv4_req_chat_prompt(srv, messages, &co, !counting, j, e);
+    bool ok = dsv4_req_model(srv, body, true, model, e) && thinking_fields(body, *model, &co, e) &&
+              convert_tools(body, &tools, e) && convert_request(body, tools, &messages, e) &&
+              dsv4_req_chat_prompt(srv, messages, &co, !counting, j, e);
     if (ok && !counting) {
         const json_t *mt = json_object_get(body, "max_tokens");
         if (!mt || json_is_null(mt)) ok = dsv4_req_fail(e, 400, "max_tokens: missing (required)");
         ok = ok && dsv4_req_int(body, "max_tokens", 1, 1LL << 31, &max_tokens, e) &&
-             dsv4_req_number(body, "temperature", 0, 2, &temperature, e) && dsv4_req_number(body, "top_p", 0, 1, &top_p, e) &&
-             dsv4_req_bool(body, "stream", stream, e) && dsv4_req_stops(body, "stop_sequences", j, e) &&
-             tool_choice_field(srv, body, tools, j, e) && dsv4_req_max_tokens(srv, j, max_tokens, e);
+             dsv4_req_number(body, "temperature", 0, 2, &temperature, e) &&
+             dsv4_req_number(body, "top_p", 0, 1, &top_p, e) && dsv4_req_bool(body, "stream", stream, e) &&
+             dsv4_req_stops(body, "stop_sequences", j, e) && tool_choice_field(srv, body, tools, j, e) &&
+             dsv4_req_max_tokens(srv, j, max_tokens, e);
         if (ok && co.thinking_mode == DSV4_MODE_CHAT) { /* thinking mode ignores them, as DeepSeek does */
             j->gen.sampling.temperature = (float)temperature;
             j->gen.sampling.top_p = top_p > 0 ? (float)top_p : 1.0f;
             if (top_p <= 0) j->gen.sampling.temperature = 0;
         }
-        j->gen.seed = (uint64_t)atomic_fetch_add(&srv->next_id, 1) * 0x9E3779B97F4A7C15ull ^ (uint64_t)time(NULL);
+        j->gen.seed = dsv4_req_seed(srv);
     }
     json_decref(tools);
     json_decref(messages);
@@ -299,8 +312,9 @@ typedef struct an_stream {
 static void close_block(an_stream *s, dsv4_strbuf *out) {
     if (s->open == BLOCK_NONE) return;
     if (s->open == BLOCK_THINKING)
-        dsv4_sse(out, "content_block_delta", json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index",
-                                                       s->index, "delta", "type", "signature_delta", "signature", SIGNATURE));
+        dsv4_sse(out, "content_block_delta",
+                 json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index", s->index, "delta",
+                           "type", "signature_delta", "signature", SIGNATURE));
     dsv4_sse(out, "content_block_stop", json_pack("{s:s, s:i}", "type", "content_block_stop", "index", s->index));
     s->open = BLOCK_NONE;
     s->index++;
@@ -314,7 +328,8 @@ static void open_block(an_stream *s, dsv4_strbuf *out, block_kind kind, json_t *
 }
 
 static void delta(an_stream *s, dsv4_strbuf *out, json_t *d) {
-    dsv4_sse(out, "content_block_delta", json_pack("{s:s, s:i, s:o}", "type", "content_block_delta", "index", s->index, "delta", d));
+    dsv4_sse(out, "content_block_delta",
+             json_pack("{s:s, s:i, s:o}", "type", "content_block_delta", "index", s->index, "delta", d));
 }
 
 static void an_begin(void *state, dsv4_strbuf *out) {
@@ -332,7 +347,8 @@ static void an_event(void *state, const dsv4_event *ev, dsv4_strbuf *out) {
     switch (ev->kind) {
     case DSV4_EV_REASONING:
         if (s->open != BLOCK_THINKING)
-            open_block(s, out, BLOCK_THINKING, json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking", "", "signature", ""));
+            open_block(s, out, BLOCK_THINKING,
+                       json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking", "", "signature", ""));
         delta(s, out, json_pack("{s:s, s:s%}", "type", "thinking_delta", "thinking", ev->text, ev->len));
         break;
     case DSV4_EV_CONTENT:
@@ -343,7 +359,8 @@ static void an_event(void *state, const dsv4_event *ev, dsv4_strbuf *out) {
         char id[48];
         dsv4_req_id(s->srv, "toolu_", id, sizeof id);
         open_block(s, out, BLOCK_TOOL,
-                   json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id", id, "name", ev->name ? ev->name : "", "input"));
+                   json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id", id, "name", ev->name ? ev->name : "",
+                             "input"));
         break;
     }
     case DSV4_EV_CALL_ARGS:
@@ -359,12 +376,14 @@ static void an_end(void *state, dsv4_job *j, dsv4_strbuf *out) {
     an_stream *s = state;
     close_block(s, out);
     if (j->error) {
-        dsv4_sse(out, "error", json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", "api_error", "message", j->error));
+        dsv4_sse(out, "error",
+                 json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", "api_error", "message", j->error));
         return;
     }
     const char *seq = j->stop_index >= 0 ? j->gen.stop[j->stop_index] : NULL;
-    dsv4_sse(out, "message_delta", json_pack("{s:s, s:{s:s, s:s?}, s:o}", "type", "message_delta", "delta", "stop_reason",
-                                             stop_reason(j->finish, j->stop_index), "stop_sequence", seq, "usage", usage_json(j)));
+    dsv4_sse(out, "message_delta",
+             json_pack("{s:s, s:{s:s, s:s?}, s:o}", "type", "message_delta", "delta", "stop_reason",
+                       stop_reason(j->finish, j->stop_index), "stop_sequence", seq, "usage", usage_json(j)));
     dsv4_sse(out, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 }
 
@@ -385,25 +404,25 @@ static json_t *reply_message(dsv4_server *srv, const char *id, const char *model
     json_t *content = json_array();
     if (j->gen.in_reasoning)
         json_array_append_new(content, json_pack("{s:s, s:s%, s:s}", "type", "thinking", "thinking",
-                                                 c->reasoning.data ? c->reasoning.data : "", c->reasoning.len, "signature",
-                                                 SIGNATURE));
+                                                 c->reasoning.data ? c->reasoning.data : "", c->reasoning.len,
+                                                 "signature", SIGNATURE));
     if (c->content.len || !c->n_calls)
-        json_array_append_new(content, json_pack("{s:s, s:s%}", "type", "text", "text", c->content.data ? c->content.data : "",
-                                                 c->content.len));
+        json_array_append_new(content, json_pack("{s:s, s:s%}", "type", "text", "text",
+                                                 c->content.data ? c->content.data : "", c->content.len));
     for (int i = 0; i < c->n_calls; i++) {
         json_t *input = c->calls[i].args.data ? json_loadb(c->calls[i].args.data, c->calls[i].args.len, 0, NULL) : NULL;
         if (!json_is_object(input)) {
             json_decref(input);
             input = json_object();
         }
-        json_array_append_new(content, json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", c->calls[i].id, "name",
-                                                 c->calls[i].name ? c->calls[i].name : "", "input", input));
+        json_array_append_new(content, json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", c->calls[i].id,
+                                                 "name", c->calls[i].name ? c->calls[i].name : "", "input", input));
     }
     (void)srv;
     const char *seq = j->stop_index >= 0 ? j->gen.stop[j->stop_index] : NULL;
-    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s?, s:o}", "id", id, "type", "message", "role", "assistant", "model",
-                     model, "content", content, "stop_reason", stop_reason(j->finish, j->stop_index), "stop_sequence", seq,
-                     "usage", usage_json(j));
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s?, s:o}", "id", id, "type", "message", "role", "assistant",
+                     "model", model, "content", content, "stop_reason", stop_reason(j->finish, j->stop_index),
+                     "stop_sequence", seq, "usage", usage_json(j));
 }
 
 int dsv4_anthropic_messages(dsv4_http_req *rq, const json_t *body) {

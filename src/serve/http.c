@@ -90,14 +90,16 @@ int dsv4_http_error(dsv4_http_req *rq, const dsv4_req_err *e) {
     unsigned status = e->status ? e->status : 400;
     /* messages quote the request, cut to a length that may split a character: make them UTF-8 */
     char msg[DSV4_UTF8_LOSSY_MAX(sizeof e->msg) + 1];
-    size_t used, n = dsv4_utf8_lossy((const uint8_t *)e->msg, strnlen(e->msg, sizeof e->msg), true, (uint8_t *)msg, &used);
+    size_t used,
+        n = dsv4_utf8_lossy((const uint8_t *)e->msg, strnlen(e->msg, sizeof e->msg), true, (uint8_t *)msg, &used);
     msg[n] = 0;
     json_t *body;
     if (rq->dialect == DSV4_ANTHROPIC)
-        body = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", error_type(rq->dialect, status), "message", msg);
+        body = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", error_type(rq->dialect, status),
+                         "message", msg);
     else
-        body = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type", error_type(rq->dialect, status), "param",
-                         "code");
+        body = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type", error_type(rq->dialect, status),
+                         "param", "code");
     return dsv4_http_json(rq, status, body);
 }
 
@@ -230,7 +232,8 @@ int dsv4_http_stream(dsv4_http_req *rq, dsv4_job *j, const dsv4_stream_fmt *fmt)
     dsv4_job_ref(j);
     s->fmt = *fmt;
     s->last_out = dsv4_now();
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s, stream_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s, stream_free);
     if (!r) {
         stream_free(s);
         return dsv4_http_abort(rq);
@@ -266,20 +269,21 @@ static int health(dsv4_http_req *rq) {
     dsv4_server *srv = rq->srv;
     dsv4_sched_stats st;
     dsv4_sched_stats_get(srv->sched, &st);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}}",
-                          "status", "ok", "model", srv->model_name, "ctx", srv->ctx, "uptime_s", dsv4_now() - srv->started,
-                          "slots", "parallel", st.parallel, "active", st.active, "waiting", st.waiting, "queue", st.queue,
-                          "engine", "steps", st.steps, "batch_rows", st.batch_rows, "prefill_tokens", st.prefill_tokens,
-                          "decode_tokens", st.decode_tokens, "jobs_done", st.jobs_done, "jobs_cancelled",
-                          st.jobs_cancelled, "jobs_failed", st.jobs_failed, "forward_s", st.forward_s, "sample_s",
-                          st.sample_s);
+    json_t *j =
+        json_pack("{s:s, s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}}",
+                  "status", "ok", "model", srv->model_name, "ctx", srv->ctx, "uptime_s", dsv4_now() - srv->started,
+                  "slots", "parallel", st.parallel, "active", st.active, "waiting", st.waiting, "queue", st.queue,
+                  "engine", "steps", st.steps, "batch_rows", st.batch_rows, "prefill_tokens", st.prefill_tokens,
+                  "decode_tokens", st.decode_tokens, "jobs_done", st.jobs_done, "jobs_cancelled", st.jobs_cancelled,
+                  "jobs_failed", st.jobs_failed, "forward_s", st.forward_s, "sample_s", st.sample_s);
     if (j && srv->cache) {
         dsv4_prefix_cache_stats cs;
         dsv4_prefix_cache_stats_get(srv->cache, &cs);
-        json_object_set_new(j, "cache", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "lookups", cs.lookups, "hits",
-                                                  cs.hits, "hit_tokens", cs.hit_tokens, "ram_entries", cs.ram_entries,
-                                                  "ram_bytes", (json_int_t)cs.ram_bytes, "disk_entries", cs.disk_entries,
-                                                  "disk_bytes", (json_int_t)cs.disk_bytes, "disk_writes", cs.disk_writes));
+        json_object_set_new(j, "cache",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "lookups", cs.lookups, "hits",
+                                      cs.hits, "hit_tokens", cs.hit_tokens, "ram_entries", cs.ram_entries, "ram_bytes",
+                                      (json_int_t)cs.ram_bytes, "disk_entries", cs.disk_entries, "disk_bytes",
+                                      (json_int_t)cs.disk_bytes, "disk_writes", cs.disk_writes));
     }
     return dsv4_http_json(rq, 200, j);
 }
@@ -332,10 +336,14 @@ static int route(dsv4_http_req *rq) {
         return dsv4_openai_models(rq, path[7] ? path + 8 : NULL);
     }
     int (*handler)(dsv4_http_req *, const json_t *) = NULL;
-    if (!strcmp(path, "/chat/completions")) handler = dsv4_openai_chat;
-    else if (!strcmp(path, "/completions")) handler = dsv4_openai_completions;
-    else if (!strcmp(path, "/messages")) handler = dsv4_anthropic_messages;
-    else if (!strcmp(path, "/messages/count_tokens")) handler = dsv4_anthropic_count_tokens;
+    if (!strcmp(path, "/chat/completions"))
+        handler = dsv4_openai_chat;
+    else if (!strcmp(path, "/completions"))
+        handler = dsv4_openai_completions;
+    else if (!strcmp(path, "/messages"))
+        handler = dsv4_anthropic_messages;
+    else if (!strcmp(path, "/messages/count_tokens"))
+        handler = dsv4_anthropic_count_tokens;
     if (!handler) return fail(rq, 404, "no such endpoint: %s", rq->path);
     if (!post) return fail(rq, 405, "%s: use POST", path);
     int ret;
@@ -408,15 +416,14 @@ dsv4_status dsv4_server_start(dsv4_server *srv) {
     srv->started = dsv4_now();
     srv->started_unix = (long long)time(NULL);
     atomic_store(&srv->stopping, false);
-    srv->daemon = MHD_start_daemon(flags, (uint16_t)srv->o.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-                                   ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                                   MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->o.max_connections,
-                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                                   (unsigned)1, MHD_OPTION_END);
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)srv->o.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->o.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon)
-        return dsv4_error(DSV4_EIO, "cannot listen on %s port %d (in use, or not an address of this machine)", srv->o.host,
-                          srv->o.port);
+        return dsv4_error(DSV4_EIO, "cannot listen on %s port %d (in use, or not an address of this machine)",
+                          srv->o.host, srv->o.port);
     return DSV4_OK;
 }
 

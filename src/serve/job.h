@@ -31,10 +31,10 @@ typedef enum dsv4_ev_kind {
 
 typedef struct dsv4_event {
     dsv4_ev_kind kind;
-    int call;       /* CALL_*: index of the call, from 0 */
-    char *text;     /* owned, NUL-terminated */
+    int call;   /* CALL_*: index of the call, from 0 */
+    char *text; /* owned, NUL-terminated */
     size_t len;
-    char *name;     /* owned (CALL_START, CALL_END) */
+    char *name; /* owned (CALL_START, CALL_END) */
     dsv4_gen_token token;
 } dsv4_event;
 
@@ -44,15 +44,15 @@ typedef struct dsv4_job {
     /* ---- the request, fixed before submission ---- */
     int32_t *prompt;
     int n_prompt;
-    int user_end;            /* prompt position after the last <｜Assistant｜> (a cache point), or 0 */
-    dsv4_gen_params gen;     /* gen.stop[] point into stop_text */
+    int user_end;        /* prompt position after the last <｜Assistant｜> (a cache point), or 0 */
+    dsv4_gen_params gen; /* gen.stop[] point into stop_text */
     char *stop_text[DSV4_MAX_STOPS];
-    int32_t *forced;         /* tokens forced at the start of the answer (tool_choice), or NULL */
+    int32_t *forced; /* tokens forced at the start of the answer (tool_choice), or NULL */
     int n_forced;
-    int32_t *script;         /* test hook: the whole reply, forced token by token, or NULL */
+    int32_t *script; /* test hook: the whole reply, forced token by token, or NULL */
     int n_script;
-    bool ban_dsml;           /* no tool calls: the DSML token is never sampled */
-    bool want_tokens;        /* send TOKEN events (logprobs) */
+    bool ban_dsml;    /* no tool calls: the DSML token is never sampled */
+    bool want_tokens; /* send TOKEN events (logprobs) */
     double t_submit;
 
     /* ---- shared between the engine and the HTTP thread ---- */
@@ -66,11 +66,11 @@ typedef struct dsv4_job {
 
     /* ---- results, final once done is set ---- */
     dsv4_finish finish;
-    int stop_index;          /* the stop string that ended the text, or -1 */
-    int n_cached;            /* prompt tokens restored from the prefix cache */
-    int n_generated;         /* tokens sampled (the end-of-sentence token included) */
-    int n_reasoning;         /* of which reasoning (up to and including </think>) */
-    char *error;             /* the engine failed this job: why (owned), else NULL */
+    int stop_index;                 /* the stop string that ended the text, or -1 */
+    int n_cached;                   /* prompt tokens restored from the prefix cache */
+    int n_generated;                /* tokens sampled (the end-of-sentence token included) */
+    int n_reasoning;                /* of which reasoning (up to and including </think>) */
+    char *error;                    /* the engine failed this job: why (owned), else NULL */
     double t_start, t_first, t_end; /* admitted, first token sampled, finished */
 } dsv4_job;
 

@@ -33,17 +33,18 @@ const char *dsv4_openai_finish(dsv4_finish f) {
 static json_t *usage_json(const dsv4_job *j) {
     int hit = j->n_cached, miss = j->n_prompt - j->n_cached;
     return json_pack("{s:i, s:i, s:i, s:{s:i}, s:i, s:i, s:{s:i}}", "prompt_tokens", j->n_prompt, "completion_tokens",
-                     j->n_generated, "total_tokens", j->n_prompt + j->n_generated, "prompt_tokens_details", "cached_tokens",
-                     hit, "prompt_cache_hit_tokens", hit, "prompt_cache_miss_tokens", miss, "completion_tokens_details",
-                     "reasoning_tokens", j->n_reasoning);
+                     j->n_generated, "total_tokens", j->n_prompt + j->n_generated, "prompt_tokens_details",
+                     "cached_tokens", hit, "prompt_cache_hit_tokens", hit, "prompt_cache_miss_tokens", miss,
+                     "completion_tokens_details", "reasoning_tokens", j->n_reasoning);
 }
 
 /* One entry of logprobs.content. */
 static json_t *logprob_entry(const dsv4_server *srv, const dsv4_gen_token *t) {
     json_t *top = json_array();
     for (int k = 0; k < t->n_top; k++)
-        json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", dsv4_token_json_text(srv, t->top_ids[k]), "logprob",
-                                             (double)t->top_logprobs[k], "bytes", dsv4_token_json_bytes(srv, t->top_ids[k])));
+        json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", dsv4_token_json_text(srv, t->top_ids[k]),
+                                             "logprob", (double)t->top_logprobs[k], "bytes",
+                                             dsv4_token_json_bytes(srv, t->top_ids[k])));
     return json_pack("{s:o, s:f, s:o, s:o}", "token", dsv4_token_json_text(srv, t->id), "logprob", (double)t->logprob,
                      "bytes", dsv4_token_json_bytes(srv, t->id), "top_logprobs", top);
 }
@@ -66,7 +67,8 @@ static json_t *legacy_logprobs(const dsv4_server *srv, const dsv4_gen_token *t, 
         }
         json_array_append_new(tops, top);
     }
-    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops,
+                     "text_offset", offs);
 }
 
 /* ---- the request ------------------------------------------------------------------------------ */
@@ -78,14 +80,16 @@ typedef struct params {
 } params;
 
 /* Sampling, stop strings, logprobs and streaming fields, common to both endpoints. */
-static bool common_fields(dsv4_server *srv, const json_t *body, bool thinking, dsv4_job *j, params *p, dsv4_req_err *e) {
-    (void)srv;
+static bool common_fields(dsv4_server *srv, const json_t *body, bool thinking, dsv4_job *j, params *p,
+                          dsv4_req_err *e) {
     dsv4_sampler_params sp = dsv4_sampler_defaults();
     double temperature = sp.temperature, top_p = sp.top_p, presence = 0, frequency = 0, min_p = 0, rep = 1;
     long long top_k = 0, seed = -1, n = 1;
-    if (!dsv4_req_number(body, "temperature", 0, 2, &temperature, e) || !dsv4_req_number(body, "top_p", 0, 1, &top_p, e) ||
+    if (!dsv4_req_number(body, "temperature", 0, 2, &temperature, e) ||
+        !dsv4_req_number(body, "top_p", 0, 1, &top_p, e) ||
         !dsv4_req_number(body, "presence_penalty", -2, 2, &presence, e) ||
-        !dsv4_req_number(body, "frequency_penalty", -2, 2, &frequency, e) || !dsv4_req_number(body, "min_p", 0, 1, &min_p, e) ||
+        !dsv4_req_number(body, "frequency_penalty", -2, 2, &frequency, e) ||
+        !dsv4_req_number(body, "min_p", 0, 1, &min_p, e) ||
         !dsv4_req_number(body, "repetition_penalty", 1e-3, 10, &rep, e) ||
         !dsv4_req_int(body, "top_k", 0, 1 << 30, &top_k, e) ||
         !dsv4_req_int(body, "seed", -(1LL << 62), 1LL << 62, &seed, e) || !dsv4_req_int(body, "n", 1, 128, &n, e) ||
@@ -108,7 +112,7 @@ static bool common_fields(dsv4_server *srv, const json_t *body, bool thinking, d
         sp.repetition_penalty = (float)rep;
     }
     j->gen.sampling = sp;
-    j->gen.seed = seed >= 0 ? (uint64_t)seed : (uint64_t)atomic_fetch_add(&srv->next_id, 1) * 0x9E3779B97F4A7C15ull ^ (uint64_t)time(NULL);
+    j->gen.seed = seed >= 0 ? (uint64_t)seed : dsv4_req_seed(srv);
     return true;
 }
 
@@ -136,12 +140,13 @@ static bool content_text(const json_t *content, size_t i, json_t **out, dsv4_req
         const json_t *text = json_object_get(part, "text");
         if (!json_is_object(part) || !type) {
             dsv4_strbuf_free(&b);
-            return dsv4_req_fail(e, 400, "messages[%zu].content[%zu]: expected {\"type\": \"text\", \"text\": ...}", i, k);
+            return dsv4_req_fail(e, 400, "messages[%zu].content[%zu]: expected {\"type\": \"text\", \"text\": ...}", i,
+                                 k);
         }
         if (strcmp(type, "text")) {
             dsv4_strbuf_free(&b);
-            return dsv4_req_fail(e, 400, "messages[%zu].content[%zu]: content type \"%.40s\" is not supported (text only)", i, k,
-                                 type);
+            return dsv4_req_fail(
+                e, 400, "messages[%zu].content[%zu]: content type \"%.40s\" is not supported (text only)", i, k, type);
         }
         if (!json_is_string(text)) {
             dsv4_strbuf_free(&b);
@@ -156,7 +161,8 @@ static bool content_text(const json_t *content, size_t i, json_t **out, dsv4_req
 }
 
 /* The messages as text/chat.h reads them, with tools and response_format in place. */
-static bool convert_messages(const json_t *in, const json_t *tools, const json_t *format, json_t **out, dsv4_req_err *e) {
+static bool convert_messages(const json_t *in, const json_t *tools, const json_t *format, json_t **out,
+                             dsv4_req_err *e) {
     if (!json_is_array(in) || !json_array_size(in)) return dsv4_req_fail(e, 400, "messages: expected a non-empty list");
     json_t *msgs = json_array();
     size_t i;
@@ -170,7 +176,8 @@ static bool convert_messages(const json_t *in, const json_t *tools, const json_t
         const char *role = json_string_value(json_object_get(c, "role"));
         if (role && !strcmp(role, "developer")) json_object_set_new(c, "role", json_string("system"));
         const json_t *content = json_object_get(c, "content");
-        if (content && !(role && !strcmp(role, "tool") && json_is_array(content))) { /* the encoding joins a tool's blocks */
+        if (content &&
+            !(role && !strcmp(role, "tool") && json_is_array(content))) { /* the encoding joins a tool's blocks */
             if (!content_text(content, i, &text, e)) {
                 json_decref(c);
                 json_decref(msgs);
@@ -223,8 +230,9 @@ static bool tools_field(const json_t *body, const json_t **tools, dsv4_req_err *
 static bool has_tool(const json_t *tools, const char *name) {
     size_t i;
     const json_t *t;
-    json_array_foreach(tools, i, t)
-        if (!strcmp(json_string_value(json_object_get(json_object_get(t, "function"), "name")), name)) return true;
+    json_array_foreach(
+        tools, i,
+        t) if (!strcmp(json_string_value(json_object_get(json_object_get(t, "function"), "name")), name)) return true;
     return false;
 }
 
@@ -237,7 +245,9 @@ static bool tool_choice_field(dsv4_server *srv, const json_t *body, const json_t
     if (json_is_object(tc)) {
         const json_t *fn = json_object_get(tc, "function");
         name = json_string_value(json_object_get(fn, "name"));
-        if (!name) return dsv4_req_fail(e, 400, "tool_choice: expected {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        if (!name)
+            return dsv4_req_fail(e, 400,
+                                 "tool_choice: expected {\"type\": \"function\", \"function\": {\"name\": ...}}");
         mode = "named";
     } else if (!mode || (strcmp(mode, "auto") && strcmp(mode, "none") && strcmp(mode, "required"))) {
         return dsv4_req_fail(e, 400, "tool_choice: expected \"auto\", \"none\", \"required\" or a named function");
@@ -248,7 +258,8 @@ static bool tool_choice_field(dsv4_server *srv, const json_t *body, const json_t
     }
     if (!strcmp(mode, "auto")) return true;
     if (!tools) return dsv4_req_fail(e, 400, "tool_choice: \"%s\" needs tools", mode);
-    if (name && !has_tool(tools, name)) return dsv4_req_fail(e, 400, "tool_choice: no tool named \"%.100s\" in tools", name);
+    if (name && !has_tool(tools, name))
+        return dsv4_req_fail(e, 400, "tool_choice: no tool named \"%.100s\" in tools", name);
     return dsv4_req_force_tool(srv, j, name, e);
 }
 
@@ -265,7 +276,8 @@ static bool response_format_field(const json_t *body, const json_t **format, dsv
     }
     if (!strcmp(type, "json_schema")) {
         const json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
-        if (!json_is_object(schema)) return dsv4_req_fail(e, 400, "response_format.json_schema.schema: expected an object");
+        if (!json_is_object(schema))
+            return dsv4_req_fail(e, 400, "response_format.json_schema.schema: expected an object");
         *format = schema;
         return true;
     }
@@ -289,8 +301,10 @@ static bool thinking_fields(const json_t *body, const char *model, dsv4_chat_opt
         static const char *const high[] = {"minimal", "low", "medium", "high", "xhigh"};
         bool known = false;
         for (size_t i = 0; i < DSV4_ARRAY_LEN(high); i++) known |= !strcmp(effort, high[i]);
-        if (!strcmp(effort, "max") || !strcmp(effort, "ultra")) co->reasoning_effort = DSV4_EFFORT_MAX;
-        else if (!strcmp(effort, "none")) on = false;
+        if (!strcmp(effort, "max") || !strcmp(effort, "ultra"))
+            co->reasoning_effort = DSV4_EFFORT_MAX;
+        else if (!strcmp(effort, "none"))
+            on = false;
         else if (!known)
             return dsv4_req_fail(e, 400, "reasoning_effort: expected none, minimal, low, medium, high, xhigh or max");
     }
@@ -348,8 +362,8 @@ static json_t *take_logprobs(oa_stream *s) {
 static void emit_chunk(oa_stream *s, dsv4_strbuf *out, json_t *delta, const char *finish) {
     json_t *choice;
     if (s->chat)
-        choice = json_pack("{s:i, s:o, s:o, s:s?}", "index", 0, "delta", delta, "logprobs", take_logprobs(s), "finish_reason",
-                           finish);
+        choice = json_pack("{s:i, s:o, s:o, s:s?}", "index", 0, "delta", delta, "logprobs", take_logprobs(s),
+                           "finish_reason", finish);
     else {
         const json_t *text = json_object_get(delta, "content");
         choice = json_pack("{s:s%, s:i, s:o, s:s?}", "text", text ? json_string_value(text) : "",
@@ -357,9 +371,10 @@ static void emit_chunk(oa_stream *s, dsv4_strbuf *out, json_t *delta, const char
                            "finish_reason", finish);
         json_decref(delta);
     }
-    dsv4_sse(out, NULL, json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o]}", "id", s->id, "object",
-                                  s->chat ? "chat.completion.chunk" : "text_completion", "created", s->created, "model",
-                                  s->model, "system_fingerprint", "dsv4", "choices", choice));
+    dsv4_sse(out, NULL,
+             json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o]}", "id", s->id, "object",
+                       s->chat ? "chat.completion.chunk" : "text_completion", "created", s->created, "model", s->model,
+                       "system_fingerprint", "dsv4", "choices", choice));
 }
 
 static void oa_begin(void *state, dsv4_strbuf *out) {
@@ -385,20 +400,22 @@ static void oa_event(void *state, const dsv4_event *ev, dsv4_strbuf *out) {
         break;
     case DSV4_EV_CONTENT: emit_chunk(s, out, json_pack("{s:s%}", "content", ev->text, ev->len), NULL); break;
     case DSV4_EV_CALL_START: {
-        char (*ids)[48] = realloc(s->call_ids, (size_t)(s->n_calls + 1) * sizeof *ids);
+        char(*ids)[48] = realloc(s->call_ids, (size_t)(s->n_calls + 1) * sizeof *ids);
         if (!ids) return;
         s->call_ids = ids;
         dsv4_req_id(s->srv, "call_", ids[s->n_calls], sizeof ids[0]);
-        emit_chunk(s, out, json_pack("{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "tool_calls", "index", ev->call, "id",
-                                     ids[s->n_calls], "type", "function", "function", "name", ev->name ? ev->name : "",
-                                     "arguments", ""),
+        emit_chunk(s, out,
+                   json_pack("{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "tool_calls", "index", ev->call, "id",
+                             ids[s->n_calls], "type", "function", "function", "name", ev->name ? ev->name : "",
+                             "arguments", ""),
                    NULL);
         s->n_calls++;
         break;
     }
     case DSV4_EV_CALL_ARGS:
-        emit_chunk(s, out, json_pack("{s:[{s:i, s:{s:s%}}]}", "tool_calls", "index", ev->call, "function", "arguments",
-                                     ev->text, ev->len),
+        emit_chunk(s, out,
+                   json_pack("{s:[{s:i, s:{s:s%}}]}", "tool_calls", "index", ev->call, "function", "arguments",
+                             ev->text, ev->len),
                    NULL);
         break;
     case DSV4_EV_CALL_END: break;
@@ -412,9 +429,10 @@ static void oa_end(void *state, dsv4_job *j, dsv4_strbuf *out) {
     } else {
         emit_chunk(s, out, json_object(), dsv4_openai_finish(j->finish));
         if (s->include_usage)
-            dsv4_sse(out, NULL, json_pack("{s:s, s:s, s:I, s:s, s:s, s:[], s:o}", "id", s->id, "object",
-                                          s->chat ? "chat.completion.chunk" : "text_completion", "created", s->created,
-                                          "model", s->model, "system_fingerprint", "dsv4", "choices", "usage", usage_json(j)));
+            dsv4_sse(out, NULL,
+                     json_pack("{s:s, s:s, s:I, s:s, s:s, s:[], s:o}", "id", s->id, "object",
+                               s->chat ? "chat.completion.chunk" : "text_completion", "created", s->created, "model",
+                               s->model, "system_fingerprint", "dsv4", "choices", "usage", usage_json(j)));
     }
     dsv4_strbuf_puts(out, "data: [DONE]\n\n");
 }
@@ -474,17 +492,21 @@ static int run(dsv4_http_req *rq, dsv4_job *j, const params *p, bool chat) {
     if (chat) {
         json_t *msg = json_pack("{s:s}", "role", "assistant");
         bool thinking = j->gen.in_reasoning;
-        if (c.n_calls && !c.content.len) json_object_set_new(msg, "content", json_null());
-        else json_object_set_new(msg, "content", json_stringn(c.content.data ? c.content.data : "", c.content.len));
+        if (c.n_calls && !c.content.len)
+            json_object_set_new(msg, "content", json_null());
+        else
+            json_object_set_new(msg, "content", json_stringn(c.content.data ? c.content.data : "", c.content.len));
         if (thinking)
-            json_object_set_new(msg, "reasoning_content", json_stringn(c.reasoning.data ? c.reasoning.data : "", c.reasoning.len));
+            json_object_set_new(msg, "reasoning_content",
+                                json_stringn(c.reasoning.data ? c.reasoning.data : "", c.reasoning.len));
         if (c.n_calls) {
             json_t *calls = json_array();
             for (int i = 0; i < c.n_calls; i++)
-                json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:s, s:s%}}", "id", c.calls[i].id, "type", "function",
-                                                       "function", "name", c.calls[i].name ? c.calls[i].name : "",
-                                                       "arguments", c.calls[i].args.data ? c.calls[i].args.data : "{}",
-                                                       c.calls[i].args.data ? c.calls[i].args.len : (size_t)2));
+                json_array_append_new(calls,
+                                      json_pack("{s:s, s:s, s:{s:s, s:s%}}", "id", c.calls[i].id, "type", "function",
+                                                "function", "name", c.calls[i].name ? c.calls[i].name : "", "arguments",
+                                                c.calls[i].args.data ? c.calls[i].args.data : "{}",
+                                                c.calls[i].args.data ? c.calls[i].args.len : (size_t)2));
             json_object_set_new(msg, "tool_calls", calls);
         }
         json_t *lp = json_null();
@@ -497,9 +519,10 @@ static int run(dsv4_http_req *rq, dsv4_job *j, const params *p, bool chat) {
                            dsv4_openai_finish(j->finish));
     } else {
         size_t off = 0;
-        choice = json_pack("{s:s%, s:i, s:o, s:s}", "text", c.content.data ? c.content.data : "", c.content.len, "index", 0,
-                           "logprobs", p->logprobs ? legacy_logprobs(srv, c.tokens, c.n_tokens, &off) : json_null(),
-                           "finish_reason", dsv4_openai_finish(j->finish));
+        choice =
+            json_pack("{s:s%, s:i, s:o, s:s}", "text", c.content.data ? c.content.data : "", c.content.len, "index", 0,
+                      "logprobs", p->logprobs ? legacy_logprobs(srv, c.tokens, c.n_tokens, &off) : json_null(),
+                      "finish_reason", dsv4_openai_finish(j->finish));
     }
     json_t *reply = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o], s:o}", "id", id, "object",
                               chat ? "chat.completion" : "text_completion", "created", created, "model", p->model,
@@ -520,9 +543,10 @@ int dsv4_openai_chat(dsv4_http_req *rq, const json_t *body) {
     bool ok = dsv4_req_model(srv, body, false, &p.model, &e) && thinking_fields(body, p.model, &co, &e) &&
               tools_field(body, &tools, &e) && response_format_field(body, &format, &e) &&
               convert_messages(json_object_get(body, "messages"), tools, format, &messages, &e) &&
-              common_fields(srv, body, co.thinking_mode == DSV4_MODE_THINKING, j, &p, &e) && max_tokens_field(body, &p, &e) &&
-              logprob_fields(body, &p, j, &e) && dsv4_req_chat_prompt(srv, messages, &co, true, j, &e) &&
-              tool_choice_field(srv, body, tools, j, &e) && dsv4_req_max_tokens(srv, j, p.max_tokens, &e);
+              common_fields(srv, body, co.thinking_mode == DSV4_MODE_THINKING, j, &p, &e) &&
+              max_tokens_field(body, &p, &e) && logprob_fields(body, &p, j, &e) &&
+              dsv4_req_chat_prompt(srv, messages, &co, true, j, &e) && tool_choice_field(srv, body, tools, j, &e) &&
+              dsv4_req_max_tokens(srv, j, p.max_tokens, &e);
     json_decref(messages);
     int ret = ok ? run(rq, j, &p, true) : dsv4_http_error(rq, &e);
     dsv4_job_unref(j);
@@ -538,12 +562,13 @@ int dsv4_openai_completions(dsv4_http_req *rq, const json_t *body) {
     const json_t *prompt = json_object_get(body, "prompt");
     if (json_is_array(prompt) && json_array_size(prompt) == 1) prompt = json_array_get(prompt, 0);
     const char *suffix = NULL;
-    bool echo = false, ok = dsv4_req_model(srv, body, false, &p.model, &e) && dsv4_req_string(body, "suffix", &suffix, &e) &&
-                            dsv4_req_bool(body, "echo", &echo, &e);
+    bool echo = false, ok = dsv4_req_model(srv, body, false, &p.model, &e) &&
+                            dsv4_req_string(body, "suffix", &suffix, &e) && dsv4_req_bool(body, "echo", &echo, &e);
     if (ok && !json_is_string(prompt))
         ok = dsv4_req_fail(&e, 400, "prompt: expected a string (or a list holding one string)");
     if (ok && echo) ok = dsv4_req_fail(&e, 400, "echo: not supported");
-    ok = ok && common_fields(srv, body, false, j, &p, &e) && max_tokens_field(body, &p, &e) && logprob_fields(body, &p, j, &e);
+    ok = ok && common_fields(srv, body, false, j, &p, &e) && max_tokens_field(body, &p, &e) &&
+         logprob_fields(body, &p, j, &e);
     if (ok) {
         dsv4_strbuf text = DSV4_STRBUF_INIT;
         if (suffix) dsv4_strbuf_puts(&text, "<｜fim▁begin｜>");
@@ -553,8 +578,9 @@ int dsv4_openai_completions(dsv4_http_req *rq, const json_t *body) {
             dsv4_strbuf_puts(&text, suffix);
             dsv4_strbuf_puts(&text, "<｜fim▁end｜>");
         }
-        ok = dsv4_strbuf_status(&text) == DSV4_OK ? dsv4_req_text_prompt(srv, text.data ? text.data : "", text.len, j, &e)
-                                                  : dsv4_req_fail(&e, 500, "out of memory");
+        ok = dsv4_strbuf_status(&text) == DSV4_OK
+                 ? dsv4_req_text_prompt(srv, text.data ? text.data : "", text.len, j, &e)
+                 : dsv4_req_fail(&e, 500, "out of memory");
         dsv4_strbuf_free(&text);
     }
     j->ban_dsml = true; /* raw text: no tool calls */
@@ -571,7 +597,8 @@ int dsv4_openai_models(dsv4_http_req *rq, const char *one) {
     json_t *data = json_array();
     for (size_t i = 0; i < DSV4_ARRAY_LEN(names); i++) {
         if (i == 2 && (!strcmp(names[2], names[0]) || !strcmp(names[2], names[1]))) continue;
-        json_t *m = json_pack("{s:s, s:s, s:I, s:s}", "id", names[i], "object", "model", "created", created, "owned_by", "deepseek");
+        json_t *m = json_pack("{s:s, s:s, s:I, s:s}", "id", names[i], "object", "model", "created", created, "owned_by",
+                              "deepseek");
         if (one && !strcmp(one, names[i])) {
             json_decref(data);
             return dsv4_http_json(rq, 200, m);

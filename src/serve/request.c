@@ -10,6 +10,7 @@
  * of tokens, so batching, caching, streaming and parsing run exactly as for sampled text. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "serve/server.h"
 #include "text/utf8.h"
@@ -44,9 +45,12 @@ bool dsv4_req_int(const json_t *obj, const char *key, long long lo, long long hi
     const json_t *v = field(obj, key);
     if (!v) return true;
     long long x;
-    if (json_is_integer(v)) x = json_integer_value(v);
-    else if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) x = (long long)json_real_value(v);
-    else return dsv4_req_fail(e, 400, "%s: expected an integer", key);
+    if (json_is_integer(v))
+        x = json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v))
+        x = (long long)json_real_value(v);
+    else
+        return dsv4_req_fail(e, 400, "%s: expected an integer", key);
     if (x < lo || x > hi) return dsv4_req_fail(e, 400, "%s: %lld is out of range [%lld, %lld]", key, x, lo, hi);
     *out = x;
     return true;
@@ -77,7 +81,8 @@ bool dsv4_req_stops(const json_t *obj, const char *key, dsv4_job *j, dsv4_req_er
         stops[n++] = json_string_value(v);
     } else if (json_is_array(v)) {
         if (json_array_size(v) > DSV4_MAX_STOPS)
-            return dsv4_req_fail(e, 400, "%s: at most %d stop sequences (got %zu)", key, DSV4_MAX_STOPS, json_array_size(v));
+            return dsv4_req_fail(e, 400, "%s: at most %d stop sequences (got %zu)", key, DSV4_MAX_STOPS,
+                                 json_array_size(v));
         size_t i;
         const json_t *s;
         json_array_foreach(v, i, s) {
@@ -96,7 +101,9 @@ bool dsv4_req_stops(const json_t *obj, const char *key, dsv4_job *j, dsv4_req_er
 bool dsv4_req_model(const dsv4_server *srv, const json_t *body, bool anthropic, const char **model, dsv4_req_err *e) {
     static const char *const names[] = {"deepseek-v4-flash", "deepseek-v4-pro", "deepseek-chat", "deepseek-reasoner"};
     const json_t *v = json_object_get(body, "model");
-    if (!v) return dsv4_req_fail(e, 400, "model: missing (this server serves deepseek-v4-flash, deepseek-v4-pro, %s)", srv->model_name);
+    if (!v)
+        return dsv4_req_fail(e, 400, "model: missing (this server serves deepseek-v4-flash, deepseek-v4-pro, %s)",
+                             srv->model_name);
     if (!json_is_string(v)) return dsv4_req_fail(e, 400, "model: expected a string");
     const char *m = json_string_value(v);
     *model = m;
@@ -104,8 +111,9 @@ bool dsv4_req_model(const dsv4_server *srv, const json_t *body, bool anthropic, 
         if (!strcmp(m, names[i])) return true;
     if (!strcmp(m, srv->model_name)) return true;
     if (anthropic && !strncmp(m, "claude", 6)) return true;
-    return dsv4_req_fail(e, 400, "model: unknown model \"%.100s\" (this server serves deepseek-v4-flash, deepseek-v4-pro, %s)", m,
-                         srv->model_name);
+    return dsv4_req_fail(e, 400,
+                         "model: unknown model \"%.100s\" (this server serves deepseek-v4-flash, deepseek-v4-pro, %s)",
+                         m, srv->model_name);
 }
 
 /* ---- prompts ----------------------------------------------------------------------------- */
@@ -119,8 +127,10 @@ static bool finish_prompt(dsv4_server *srv, const char *text, size_t len, bool g
     j->prompt = ids;
     j->n_prompt = (int)n;
     if (generate && (long long)n + 1 > srv->ctx)
-        return dsv4_req_fail(e, 400, "the prompt has %zu tokens, more than this server's context of %d tokens allows "
-                                     "(the prompt and at least one output token must fit; see --ctx)", n, srv->ctx);
+        return dsv4_req_fail(e, 400,
+                             "the prompt has %zu tokens, more than this server's context of %d tokens allows "
+                             "(the prompt and at least one output token must fit; see --ctx)",
+                             n, srv->ctx);
     for (int i = j->n_prompt; i-- > 0;)
         if (ids[i] == srv->tok_assistant) {
             j->user_end = i + 1;
@@ -178,15 +188,20 @@ bool dsv4_req_submit(dsv4_server *srv, dsv4_job *j, dsv4_req_err *e) {
     if (dsv4_sched_submit(srv->sched, j)) return true;
     dsv4_sched_stats st;
     dsv4_sched_stats_get(srv->sched, &st);
-    return dsv4_req_fail(e, 503, "the server is busy: %d requests are running and %d waiting (the queue holds %d); retry later",
+    return dsv4_req_fail(e, 503,
+                         "the server is busy: %d requests are running and %d waiting (the queue holds %d); retry later",
                          st.active, st.waiting, st.queue);
+}
+
+uint64_t dsv4_req_seed(dsv4_server *srv) {
+    uint64_t n = (uint64_t)atomic_fetch_add(&srv->next_id, 1);
+    return (n * 0x9E3779B97F4A7C15ull) ^ (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
 }
 
 void dsv4_req_id(dsv4_server *srv, const char *prefix, char *buf, size_t len) {
     long long n = atomic_fetch_add(&srv->next_id, 1);
     snprintf(buf, len, "%s%08llx%06llx", prefix, srv->started_unix & 0xffffffffLL, n & 0xffffffLL);
 }
-
 
 /* ---- results ------------------------------------------------------------------------------- */
 
@@ -339,7 +354,8 @@ static void script_apply(dsv4_server *srv, const char *prompt, size_t len, dsv4_
         dsv4_strbuf b = DSV4_STRBUF_INIT;
         int32_t *ids = NULL;
         size_t n = 0;
-        if (script_reply(rule, j->gen.in_reasoning, &b) && !dsv4_tokenize(srv->tok, b.data ? b.data : "", b.len, &ids, &n)) {
+        if (script_reply(rule, j->gen.in_reasoning, &b) &&
+            !dsv4_tokenize(srv->tok, b.data ? b.data : "", b.len, &ids, &n)) {
             int32_t *all = realloc(ids, (n + 1) * sizeof *all);
             if (all) {
                 all[n] = srv->tok_eos;

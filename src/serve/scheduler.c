@@ -30,14 +30,14 @@ typedef struct slot {
     dsv4_job *job;
     dsv4_gen *gen;
     float *logits;
-    int fed;           /* prompt tokens in the session */
-    int32_t next;      /* DECODE: the token to feed */
-    int32_t *hist;     /* every token fed: the prompt, then the output (ctx entries) */
+    int fed;       /* prompt tokens in the session */
+    int32_t next;  /* DECODE: the token to feed */
+    int32_t *hist; /* every token fed: the prompt, then the output (ctx entries) */
     int n_hist;
     const int32_t *force; /* tokens being forced, and how far */
     int n_force, force_i;
-    bool reasoning;    /* the output is still in its reasoning part */
-    uint64_t order;    /* admission order: older prompts are read first */
+    bool reasoning; /* the output is still in its reasoning part */
+    uint64_t order; /* admission order: older prompts are read first */
 } slot;
 
 struct dsv4_sched {
@@ -115,9 +115,12 @@ static void release(dsv4_sched *S, slot *sl, dsv4_finish why, const char *error)
     dsv4_job_finish(j, why, error);
     pthread_mutex_lock(&S->mu);
     S->st.active--;
-    if (error) S->st.jobs_failed++;
-    else if (why == DSV4_FINISH_CANCELLED) S->st.jobs_cancelled++;
-    else S->st.jobs_done++;
+    if (error)
+        S->st.jobs_failed++;
+    else if (why == DSV4_FINISH_CANCELLED)
+        S->st.jobs_cancelled++;
+    else
+        S->st.jobs_done++;
     pthread_mutex_unlock(&S->mu);
     dsv4_job_unref(j);
     sl->job = NULL;
@@ -148,8 +151,10 @@ static void admit(dsv4_sched *S, slot *sl, dsv4_job *j) {
         return;
     }
     int cached = 0;
-    if (S->o.cache) cached = dsv4_prefix_cache_restore(S->o.cache, j->prompt, j->n_prompt, sl->s, sl->logits);
-    else dsv4_session_reset(sl->s);
+    if (S->o.cache)
+        cached = dsv4_prefix_cache_restore(S->o.cache, j->prompt, j->n_prompt, sl->s, sl->logits);
+    else
+        dsv4_session_reset(sl->s);
     j->n_cached = cached;
     sl->fed = cached;
     sl->reasoning = j->gen.in_reasoning;
@@ -247,8 +252,8 @@ static void step(dsv4_sched *S) {
         slot *sl = &S->slots[best];
         int len = DSV4_MIN(chunk_end(S, sl) - sl->fed, budget);
         bool last = sl->fed + len == sl->job->n_prompt;
-        S->items[n] = (dsv4_batch_item){sl->s, sl->job->prompt + sl->fed, len, last ? DSV4_LOGITS_LAST : DSV4_LOGITS_NONE,
-                                        sl->logits, NULL};
+        S->items[n] = (dsv4_batch_item){
+            sl->s, sl->job->prompt + sl->fed, len, last ? DSV4_LOGITS_LAST : DSV4_LOGITS_NONE, sl->logits, NULL};
         S->item_slot[n++] = best;
         budget -= len;
         prefill += len;
@@ -278,7 +283,8 @@ static void step(dsv4_sched *S) {
         }
         sl->fed += S->items[k].n;
         if (sl->fed < sl->job->n_prompt) {
-            bool point = sl->fed == sl->job->user_end || (S->o.snapshot_every > 0 && sl->fed % S->o.snapshot_every == 0);
+            bool point =
+                sl->fed == sl->job->user_end || (S->o.snapshot_every > 0 && sl->fed % S->o.snapshot_every == 0);
             if (S->o.cache && point) dsv4_prefix_cache_put(S->o.cache, sl->job->prompt, sl->fed, sl->s, NULL);
         } else {
             if (S->o.cache) dsv4_prefix_cache_put(S->o.cache, sl->job->prompt, sl->fed, sl->s, sl->logits);
@@ -311,8 +317,10 @@ static void *engine_main(void *arg) {
             S->q_n = w;
             int active = 0, free_slots = 0;
             for (int i = 0; i < P; i++) {
-                if (S->slots[i].state == SLOT_FREE) free_slots++;
-                else active++;
+                if (S->slots[i].state == SLOT_FREE)
+                    free_slots++;
+                else
+                    active++;
             }
             while (taken && n_taken < free_slots && S->q_n > 0) {
                 taken[n_taken++] = S->queue[0];
@@ -353,7 +361,8 @@ static void *engine_main(void *arg) {
 dsv4_status dsv4_sched_new(dsv4_model *m, const dsv4_tokenizer *tok, const dsv4_sched_opts *o, dsv4_sched **out) {
     *out = NULL;
     if (o->parallel < 1 || o->queue < 0 || o->step_tokens < o->parallel + 1 || o->ctx < 2)
-        return dsv4_error(DSV4_EINVAL, "scheduler: parallel %d, queue %d, step_tokens %d (must exceed parallel), ctx %d",
+        return dsv4_error(DSV4_EINVAL,
+                          "scheduler: parallel %d, queue %d, step_tokens %d (must exceed parallel), ctx %d",
                           o->parallel, o->queue, o->step_tokens, o->ctx);
     dsv4_sched *S = dsv4_calloc(1, sizeof *S, "scheduler");
     if (!S) return DSV4_ENOMEM;

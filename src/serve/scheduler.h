@@ -20,11 +20,11 @@
 #include "text/tokenizer.h"
 
 typedef struct dsv4_sched_opts {
-    int parallel;       /* slots: sequences decoded together */
-    int ctx;            /* tokens per slot (prompt + output) */
-    int queue;          /* jobs that may wait when every slot is busy */
-    int step_tokens;    /* tokens fed per forward step, all slots together */
-    int snapshot_every; /* prompt tokens between cache snapshots (0: only the fixed points) */
+    int parallel;             /* slots: sequences decoded together */
+    int ctx;                  /* tokens per slot (prompt + output) */
+    int queue;                /* jobs that may wait when every slot is busy */
+    int step_tokens;          /* tokens fed per forward step, all slots together */
+    int snapshot_every;       /* prompt tokens between cache snapshots (0: only the fixed points) */
     dsv4_prefix_cache *cache; /* NULL: no context caching */
 } dsv4_sched_opts;
 

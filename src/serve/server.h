@@ -29,13 +29,13 @@
 #include "text/tokenizer.h"
 
 typedef struct dsv4_server_opts {
-    const char *host;      /* address to bind (default 127.0.0.1) */
-    int port;              /* 0: any free port (see dsv4_server_port) */
-    const char *api_key;   /* NULL: no authentication */
-    size_t max_body;       /* request body limit, bytes */
+    const char *host;    /* address to bind (default 127.0.0.1) */
+    int port;            /* 0: any free port (see dsv4_server_port) */
+    const char *api_key; /* NULL: no authentication */
+    size_t max_body;     /* request body limit, bytes */
     int max_connections;
-    double keepalive_s;    /* SSE comment/ping after this long without output */
-    const char *script;    /* test hook: scripted replies (JSON file), or NULL */
+    double keepalive_s; /* SSE comment/ping after this long without output */
+    const char *script; /* test hook: scripted replies (JSON file), or NULL */
 } dsv4_server_opts;
 
 typedef struct dsv4_script dsv4_script;
@@ -47,14 +47,14 @@ typedef struct dsv4_server {
     dsv4_sched *sched;
     dsv4_prefix_cache *cache; /* may be NULL */
     int ctx;
-    char model_name[256];     /* the served directory's name, also accepted as a model */
+    char model_name[256]; /* the served directory's name, also accepted as a model */
     int32_t tok_assistant, tok_think, tok_eos;
     dsv4_script *script;
     struct MHD_Daemon *daemon;
     atomic_bool stopping;
     atomic_llong next_id;
-    double started;           /* dsv4_now() at start */
-    long long started_unix;   /* time(NULL) at start */
+    double started;         /* dsv4_now() at start */
+    long long started_unix; /* time(NULL) at start */
 } dsv4_server;
 
 dsv4_status dsv4_server_start(dsv4_server *srv);
@@ -104,6 +104,8 @@ bool dsv4_req_max_tokens(dsv4_server *srv, dsv4_job *j, long long asked, dsv4_re
 /* Submit, answering 503 when the queue is full. */
 bool dsv4_req_submit(dsv4_server *srv, dsv4_job *j, dsv4_req_err *e);
 
+/* A seed for a request that names none: different for every request. */
+uint64_t dsv4_req_seed(dsv4_server *srv);
 /* Ids of replies and tool calls ("chatcmpl-...", "msg_...", "call_..."), unique per server run. */
 void dsv4_req_id(dsv4_server *srv, const char *prefix, char *buf, size_t len);
 

@@ -40,9 +40,24 @@ typedef struct shape {
 } shape;
 
 static const shape default_shape = {
-    .dim = 256, .layers = 6, .experts = 8, .inter = 128, .vocab = 1024, .max_pos = 16384,
-    .heads = 4, .head_dim = 128, .rope_dim = 64, .q_lora = 128, .o_groups = 2, .o_lora = 64,
-    .index_heads = 4, .index_dim = 128, .index_topk = 16, .window = 16, .hc = 4, .topk = 2,
+    .dim = 256,
+    .layers = 6,
+    .experts = 8,
+    .inter = 128,
+    .vocab = 1024,
+    .max_pos = 16384,
+    .heads = 4,
+    .head_dim = 128,
+    .rope_dim = 64,
+    .q_lora = 128,
+    .o_groups = 2,
+    .o_lora = 64,
+    .index_heads = 4,
+    .index_dim = 128,
+    .index_topk = 16,
+    .window = 16,
+    .hc = 4,
+    .topk = 2,
     .hash_layers = 3,
 };
 
@@ -83,8 +98,10 @@ static void *keep(tensors *t, size_t bytes) {
         t->bufs = nb;
     }
     void *p = dsv4_malloc(bytes ? bytes : 1, "tensor");
-    if (!p) t->rc = DSV4_ENOMEM;
-    else t->bufs[t->n++] = p;
+    if (!p)
+        t->rc = DSV4_ENOMEM;
+    else
+        t->bufs[t->n++] = p;
     return p;
 }
 
@@ -249,10 +266,10 @@ static dsv4_status write_config(const shape *s, const char *dir) {
         "num_key_value_heads", 1, "head_dim", s->head_dim, "qk_rope_head_dim", s->rope_dim, "q_lora_rank", s->q_lora,
         "o_groups", s->o_groups, "o_lora_rank", s->o_lora, "sliding_window", s->window, "max_position_embeddings",
         s->max_pos, "index_n_heads", s->index_heads, "index_head_dim", s->index_dim, "index_topk", s->index_topk,
-        "n_routed_experts", s->experts, "n_shared_experts", 1, "num_experts_per_tok", s->topk,
-        "moe_intermediate_size", s->inter, "num_hash_layers", s->hash_layers, "routed_scaling_factor", 1.5,
-        "scoring_func", "sqrtsoftplus", "swiglu_limit", 10.0, "rms_norm_eps", 1e-6, "hc_mult", s->hc, "hc_eps", 1e-6,
-        "rope_theta", 10000.0, "compress_rope_theta", 160000.0, "rope_scaling", "type", "yarn", "factor", 16.0,
+        "n_routed_experts", s->experts, "n_shared_experts", 1, "num_experts_per_tok", s->topk, "moe_intermediate_size",
+        s->inter, "num_hash_layers", s->hash_layers, "routed_scaling_factor", 1.5, "scoring_func", "sqrtsoftplus",
+        "swiglu_limit", 10.0, "rms_norm_eps", 1e-6, "hc_mult", s->hc, "hc_eps", 1e-6, "rope_theta", 10000.0,
+        "compress_rope_theta", 160000.0, "rope_scaling", "type", "yarn", "factor", 16.0,
         "original_max_position_embeddings", 65536, "beta_fast", 32, "beta_slow", 1, "compress_ratios", ratios);
     if (c) {
         json_object_set_new(c, "hc_sinkhorn_iters", json_integer(20));
@@ -287,8 +304,7 @@ static dsv4_status write_tokenizer(const shape *s, const char *real, const char 
     const char *key;
     json_t *v;
     if (!rc) {
-        json_object_foreach(vocab, key, v)
-            if (json_integer_value(v) < base) json_object_set(nv, key, v);
+        json_object_foreach(vocab, key, v) if (json_integer_value(v) < base) json_object_set(nv, key, v);
         for (i = 0; i < (size_t)(base - 259) && i < json_array_size(merges); i++)
             json_array_append(nm, json_array_get(merges, i));
         json_int_t next = base;
@@ -327,12 +343,18 @@ int main(int argc, char **argv) {
     unsigned long long seed = 1234;
     for (int i = 3; i + 1 < argc; i += 2) {
         long long v = strtoll(argv[i + 1], NULL, 10);
-        if (!strcmp(argv[i], "--dim")) s.dim = (int)v;
-        else if (!strcmp(argv[i], "--layers")) s.layers = (int)v;
-        else if (!strcmp(argv[i], "--experts")) s.experts = (int)v;
-        else if (!strcmp(argv[i], "--vocab")) s.vocab = (int)v;
-        else if (!strcmp(argv[i], "--max-pos")) s.max_pos = (int)v;
-        else if (!strcmp(argv[i], "--seed")) seed = (unsigned long long)v;
+        if (!strcmp(argv[i], "--dim"))
+            s.dim = (int)v;
+        else if (!strcmp(argv[i], "--layers"))
+            s.layers = (int)v;
+        else if (!strcmp(argv[i], "--experts"))
+            s.experts = (int)v;
+        else if (!strcmp(argv[i], "--vocab"))
+            s.vocab = (int)v;
+        else if (!strcmp(argv[i], "--max-pos"))
+            s.max_pos = (int)v;
+        else if (!strcmp(argv[i], "--seed"))
+            seed = (unsigned long long)v;
         else {
             fprintf(stderr, "serve_fixture: unknown option %s\n", argv[i]);
             return 2;

@@ -180,7 +180,8 @@ static void ref_layer(const fake *f, const float *u, int t, double *out) {
     ref_attend(qf, keys, K, H, D, 1 / sqrt((double)D), f->sink, o);
     for (int h = 0; h < H; h++) rope_d(&f->rope, o + h * D, t, -1);
     double z[G * OLR];
-    for (int g = 0; g < G; g++) matvec(f->wo_a + g * OLR * (H / G) * D, OLR, (H / G) * D, o + g * (H / G) * D, z + g * OLR);
+    for (int g = 0; g < G; g++)
+        matvec(f->wo_a + g * OLR * (H / G) * D, OLR, (H / G) * D, o + g * (H / G) * D, z + g * OLR);
     matvec(f->wo_b, DIM, G * OLR, z, out);
 }
 
@@ -193,7 +194,8 @@ static void run(fake *f, dsv4_session *s, const float *u, const int *chunks, int
         int32_t ids[NTOK] = {0};
         for (int i = 0; i < n; i++) pos[i] = p + i;
         dsv4_fwd_seg seg = {.s = s, .row0 = 0, .n = n, .pos0 = p};
-        dsv4_fwd_batch b = {.n_rows = n, .n_segs = 1, .segs = &seg, .pos = pos, .ids = ids, .seg_of = seg_of, .state = 0};
+        dsv4_fwd_batch b = {
+            .n_rows = n, .n_segs = 1, .segs = &seg, .pos = pos, .ids = ids, .seg_of = seg_of, .state = 0};
         dsv4_workspace ws = {0};
         CHECK(dsv4_attention_forward(&f->m, &f->layer.attn, &b, u + p * DIM, out + p * DIM, &ws) == DSV4_OK,
               "attention step at %d", p);

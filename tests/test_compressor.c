@@ -127,10 +127,11 @@ static void ref_entry(const fake *f, const float *a, const float *z, int wi, dou
     int width = (f->w.overlap ? 2 : 1) * dc;
     double e[256];
     for (int c = 0; c < dc; c++) {
-        double zs[16], as[16];
+        /* the slots pooled into channel c: (score z + ape, value a) */
+        double zs[256], as[256];
         int ns = 0;
         if (f->w.overlap) {
-            for (int i = 0; i < m && wi > 0; i++) { /* A-halves of window w-1 */
+            for (int i = 0; i < m && wi > 0; i++) { /* A-halves of window w-1 (none for w = 0) */
                 int p = (wi - 1) * m + i;
                 zs[ns] = (double)z[p * width + c] + f->ape[i * width + c];
                 as[ns++] = a[p * width + c];
@@ -140,19 +141,16 @@ static void ref_entry(const fake *f, const float *a, const float *z, int wi, dou
                 zs[ns] = (double)z[p * width + dc + c] + f->ape[i * width + dc + c];
                 as[ns++] = a[p * width + dc + c];
             }
+        } else {
+            for (int i = 0; i < m; i++) { /* the m tokens of window w */
+                int p = wi * m + i;
+                zs[ns] = (double)z[p * width + c] + f->ape[i * width + c];
+                as[ns++] = a[p * width + c];
+            }
         }
         double mx = -INFINITY, sum = 0, acc = 0;
-        if (!f->w.overlap) { /* non-overlapping: 128 slots, no local arrays needed */
-            for (int i = 0; i < m; i++) mx = fmax(mx, (double)z[(wi * m + i) * width + c] + f->ape[i * width + c]);
-            for (int i = 0; i < m; i++) {
-                double wt = exp((double)z[(wi * m + i) * width + c] + f->ape[i * width + c] - mx);
-                sum += wt;
-                acc += wt * a[(wi * m + i) * width + c];
-            }
-        } else {
-            for (int i = 0; i < ns; i++) mx = fmax(mx, zs[i]);
-            for (int i = 0; i < ns; i++) sum += exp(zs[i] - mx), acc += exp(zs[i] - mx) * as[i];
-        }
+        for (int i = 0; i < ns; i++) mx = fmax(mx, zs[i]);
+        for (int i = 0; i < ns; i++) sum += exp(zs[i] - mx), acc += exp(zs[i] - mx) * as[i];
         e[c] = acc / sum;
     }
     double ss = 0;
@@ -194,10 +192,11 @@ static void check_stream(int ratio, int dc, int rd, int n_tokens) {
     feed(&f, s_chunk, a, z, n_tokens, uneven, 3);
     const dsv4_comp_state *st = &s_all->layers[0].comp;
     int n_entries = n_tokens / ratio;
-    CHECK(st->n_rows == n_entries, "ratio %d: %d tokens give %d entries, got %d", ratio, n_tokens, n_entries, st->n_rows);
+    CHECK(st->n_rows == n_entries, "ratio %d: %d tokens give %d entries, got %d", ratio, n_tokens, n_entries,
+          st->n_rows);
     size_t state_floats = (size_t)rows * width;
-    CHECK(same_state(st, &s_one->layers[0].comp, state_floats),
-          "ratio %d: all at once and one token at a time differ", ratio);
+    CHECK(same_state(st, &s_one->layers[0].comp, state_floats), "ratio %d: all at once and one token at a time differ",
+          ratio);
     CHECK(same_state(st, &s_chunk->layers[0].comp, state_floats), "ratio %d: all at once and in chunks differ", ratio);
 
     for (int wi = 0; wi < st->n_rows; wi++) {
@@ -217,8 +216,8 @@ static void check_stream(int ratio, int dc, int rd, int n_tokens) {
         int row = (f.w.overlap ? ratio : 0) + p % ratio;
         for (int c = 0; c < width; c++) {
             CHECK(st->kv[row * width + c] == a[p * width + c], "pending token %d kv", p);
-            CHECK(st->score[row * width + c] == z[p * width + c] + f.ape[(p % ratio) * width + c], "pending token %d score",
-                  p);
+            CHECK(st->score[row * width + c] == z[p * width + c] + f.ape[(p % ratio) * width + c],
+                  "pending token %d score", p);
         }
     }
     if (f.w.overlap && n_entries > 0)

@@ -153,8 +153,8 @@ static void step(fake *f, dsv4_session *s, const float *u, const float *qlat, in
     dsv4_fwd_seg seg = {.s = s, .row0 = 0, .n = n, .pos0 = p0};
     dsv4_fwd_batch b = {.n_rows = n, .n_segs = 1, .segs = &seg, .pos = pos, .ids = ids, .seg_of = seg_of, .state = 0};
     dsv4_workspace ws = {0};
-    dsv4_status rc = dsv4_indexer_forward(&f->m, &f->layer.attn, &b, u + (size_t)p0 * DIM, qlat + (size_t)p0 * QR, sel,
-                                          n_sel, &ws);
+    dsv4_status rc =
+        dsv4_indexer_forward(&f->m, &f->layer.attn, &b, u + (size_t)p0 * DIM, qlat + (size_t)p0 * QR, sel, n_sel, &ws);
     CHECK(rc == DSV4_OK, "indexer step at %d failed", p0);
     dsv4_ws_free(&ws);
 }
@@ -169,7 +169,7 @@ static void test_indexer_step(void) {
     dsv4_session *sp, *sd;
     CHECK(dsv4_session_new(&f.m, 256, &sp) == DSV4_OK && dsv4_session_new(&f.m, 256, &sd) == DSV4_OK, "sessions");
     int sel_p[NTOK * TOPK], nsel_p[NTOK], sel_d[NTOK * TOPK], nsel_d[NTOK];
-    step(&f, sp, u, qlat, 0, NTOK, sel_p, nsel_p); /* prefill */
+    step(&f, sp, u, qlat, 0, NTOK, sel_p, nsel_p);                                            /* prefill */
     for (int t = 0; t < NTOK; t++) step(&f, sd, u, qlat, t, 1, sel_d + t * TOPK, nsel_d + t); /* decode */
 
     const dsv4_comp_state *st = &sp->layers[0].idx;

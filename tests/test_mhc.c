@@ -67,8 +67,8 @@ static void check_split(const float *mixes, const float *scale, const float *bas
         CHECK(fabs(pre[j] - rpre[j]) < 1e-6, "%s: pre[%d] %.9g vs %.9g", what, j, pre[j], rpre[j]);
         CHECK(fabs(post[j] - rpost[j]) < 1e-6, "%s: post[%d] %.9g vs %.9g", what, j, post[j], rpost[j]);
         for (int k = 0; k < HC; k++)
-            CHECK(fabs(comb[j * HC + k] - C[j][k]) < 2e-6, "%s: comb[%d][%d] %.9g vs %.9g", what, j, k, comb[j * HC + k],
-                  C[j][k]);
+            CHECK(fabs(comb[j * HC + k] - C[j][k]) < 2e-6, "%s: comb[%d][%d] %.9g vs %.9g", what, j, k,
+                  comb[j * HC + k], C[j][k]);
     }
 }
 
@@ -156,8 +156,8 @@ static void test_hc_pre(void) {
             CHECK(fabs(post[t * HC + j] - rpost[j]) < 1e-5, "hc_pre token %d post[%d] %.9g vs %.9g", t, j,
                   post[t * HC + j], rpost[j]);
             for (int k = 0; k < HC; k++)
-                CHECK(fabs(comb[(t * HC + j) * HC + k] - C[j][k]) < 1e-5, "hc_pre token %d comb[%d][%d] %.9g vs %.9g", t,
-                      j, k, comb[(t * HC + j) * HC + k], C[j][k]);
+                CHECK(fabs(comb[(t * HC + j) * HC + k] - C[j][k]) < 1e-5, "hc_pre token %d comb[%d][%d] %.9g vs %.9g",
+                      t, j, k, comb[(t * HC + j) * HC + k], C[j][k]);
         }
     }
 }

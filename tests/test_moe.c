@@ -73,7 +73,8 @@ static void test_route(void) {
     float zero[8] = {0}, bias[8] = {0, 0, 0, 0, 0, 1, 2, 3};
     w.bias = bias;
     dsv4_moe_route(&c, &w, zero, 0, idx, wt);
-    CHECK(idx[0] == 7 && idx[1] == 6 && idx[2] == 5, "biased selection %d %d %d, expected 7 6 5", idx[0], idx[1], idx[2]);
+    CHECK(idx[0] == 7 && idx[1] == 6 && idx[2] == 5, "biased selection %d %d %d, expected 7 6 5", idx[0], idx[1],
+          idx[2]);
     for (int k = 0; k < 3; k++) CHECK_NEAR(wt[k], 0.5, 1e-6, "weights without the bias");
 
     /* by hand: logits (0, 0, 100, ...): softplus(100) = 100 by the threshold (log1p(exp(100))
@@ -96,8 +97,8 @@ static void test_route(void) {
     int ridx[3];
     double rw[3];
     ref_route(8, 3, 1.5, lg, NULL, table + 6, ridx, rw);
-    CHECK(idx[0] == 6 && idx[1] == 1 && idx[2] == 3, "hash routing of token 2: %d %d %d, expected 6 1 3", idx[0], idx[1],
-          idx[2]);
+    CHECK(idx[0] == 6 && idx[1] == 1 && idx[2] == 3, "hash routing of token 2: %d %d %d, expected 6 1 3", idx[0],
+          idx[1], idx[2]);
     for (int k = 0; k < 3; k++) CHECK_NEAR(wt[k], rw[k], 1e-6, "hash routing weight");
 
     /* random: score-routed with a bias large enough to change the choice */
@@ -155,7 +156,8 @@ static void test_expert(void) {
     cfg_init(&m.cfg, E, K);
     m.cfg.dim = DIM, m.cfg.moe_inter_dim = INTER;
     m.numerics = DSV4_NUMERICS_EXACT;
-    dsv4_expert_w e = {.w1 = f32_linear(w1, INTER, DIM), .w2 = f32_linear(w2, DIM, INTER), .w3 = f32_linear(w3, INTER, DIM)};
+    dsv4_expert_w e = {
+        .w1 = f32_linear(w1, INTER, DIM), .w2 = f32_linear(w2, DIM, INTER), .w3 = f32_linear(w3, INTER, DIM)};
     static float xq[INTER], g[INTER], p[INTER], y[DIM];
     double h[INTER];
     /* count the clamp cases the data reaches */
@@ -163,7 +165,7 @@ static void test_expert(void) {
     for (int i = 0; i < INTER; i++) {
         double gg = 0, pp = 0;
         for (int j = 0; j < DIM; j++) gg += (double)w1[i * DIM + j] * x[j], pp += (double)w3[i * DIM + j] * x[j];
-        g_hi += gg > 10, g_lo += gg < -10, p_hi += pp > 10, p_lo += pp < -10;
+        g_hi += gg > 10, g_lo += gg<-10, p_hi += pp> 10, p_lo += pp < -10;
     }
     CHECK(g_hi && g_lo && p_hi && p_lo, "test data reaches every clamp (%d %d %d %d)", g_hi, g_lo, p_hi, p_lo);
 
@@ -188,8 +190,16 @@ static void test_expert(void) {
     uint8_t w2s = 127 - 4;
     for (int i = 0; i < DIM * INTER; i++) w2q[i] = dsv4_f32_to_e4m3((float)(8 * uniform()));
     dsv4_expert_w e8 = e;
-    e8.w2 = (dsv4_linear){.fmt = DSV4_W_FP8, .rows = DIM, .cols = INTER, .w = w2q, .scale_e8m0 = &w2s,
-                          .br = 128, .bc = 128, .sc = 1, .act_quant = true, .name = "test.w2"};
+    e8.w2 = (dsv4_linear){.fmt = DSV4_W_FP8,
+                          .rows = DIM,
+                          .cols = INTER,
+                          .w = w2q,
+                          .scale_e8m0 = &w2s,
+                          .br = 128,
+                          .bc = 128,
+                          .sc = 1,
+                          .act_quant = true,
+                          .name = "test.w2"};
     m.numerics = DSV4_NUMERICS_DEFAULT;
     dsv4_expert_forward(&m, &e8, x, 1, &rw, y, xq, g, p);
     ref_expert_h(w1, w3, x, 10, rw, h);
@@ -224,15 +234,18 @@ static void test_block(void) {
     for (int i = 0; i < N * D2; i++) u[i] = (float)uniform();
     dsv4_expert_w experts[E2];
     for (int e = 0; e < E2; e++)
-        experts[e] = (dsv4_expert_w){.w1 = f32_linear(ew[e][0], I2, D2), .w2 = f32_linear(ew[e][1], D2, I2),
-                                     .w3 = f32_linear(ew[e][2], I2, D2)};
+        experts[e] = (dsv4_expert_w){
+            .w1 = f32_linear(ew[e][0], I2, D2), .w2 = f32_linear(ew[e][1], D2, I2), .w3 = f32_linear(ew[e][2], I2, D2)};
     int32_t table[5 * K2] = {0, 1, 1, 2, 3, 0, 2, 3, 3, 1};
     int32_t ids[N] = {4, 1, 2};
     for (int hash = 0; hash < 2; hash++) {
         dsv4_moe_w w = {.gate = f32_linear(gate, E2, D2), .experts = experts, .hash = hash};
-        if (hash) w.tid2eid = table;
-        else w.bias = bias;
-        w.shared = (dsv4_expert_w){.w1 = f32_linear(ew[E2][0], I2, D2), .w2 = f32_linear(ew[E2][1], D2, I2),
+        if (hash)
+            w.tid2eid = table;
+        else
+            w.bias = bias;
+        w.shared = (dsv4_expert_w){.w1 = f32_linear(ew[E2][0], I2, D2),
+                                   .w2 = f32_linear(ew[E2][1], D2, I2),
                                    .w3 = f32_linear(ew[E2][2], I2, D2)};
         struct dsv4_model m;
         memset(&m, 0, sizeof m);
@@ -261,14 +274,17 @@ static void test_block(void) {
                 double wk = k < K2 ? rw[k] : 1;
                 for (int i = 0; i < I2; i++) {
                     double g = 0, p = 0;
-                    for (int j = 0; j < D2; j++) g += (double)ew[e][0][i * D2 + j] * u[r * D2 + j], p += (double)ew[e][2][i * D2 + j] * u[r * D2 + j];
+                    for (int j = 0; j < D2; j++)
+                        g += (double)ew[e][0][i * D2 + j] * u[r * D2 + j],
+                            p += (double)ew[e][2][i * D2 + j] * u[r * D2 + j];
                     double h = wk * silu(fmin(g, 10)) * fmin(fmax(p, -10), 10);
                     for (int d = 0; d < D2; d++) y[d] += (double)ew[e][1][d * I2 + i] * h;
                 }
             }
             double err = 0;
             for (int d = 0; d < D2; d++) err = fmax(err, fabs(out[r * D2 + d] - y[d]) / (1 + fabs(y[d])));
-            CHECK(err < 1e-5, "%s block, row %d: max error %.3g vs routed + shared experts", hash ? "hash" : "scored", r, err);
+            CHECK(err < 1e-5, "%s block, row %d: max error %.3g vs routed + shared experts", hash ? "hash" : "scored",
+                  r, err);
         }
     }
 }

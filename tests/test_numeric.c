@@ -95,26 +95,26 @@ static void e4m3_round_case(float x, float want) {
 
 static void test_e4m3_round(void) {
     /* hand-worked ties: RNE picks the value whose mantissa is even */
-    e4m3_round_case(1.0625f, 1.0f);     /* midway 1 (M=0) and 1.125 (M=1) -> 1 */
-    e4m3_round_case(1.1875f, 1.25f);    /* midway 1.125 (M=1) and 1.25 (M=2) -> 1.25 */
-    e4m3_round_case(1.0626f, 1.125f);   /* just above the tie -> up */
+    e4m3_round_case(1.0625f, 1.0f);   /* midway 1 (M=0) and 1.125 (M=1) -> 1 */
+    e4m3_round_case(1.1875f, 1.25f);  /* midway 1.125 (M=1) and 1.25 (M=2) -> 1.25 */
+    e4m3_round_case(1.0626f, 1.125f); /* just above the tie -> up */
     e4m3_round_case(-1.0625f, -1.0f);
-    e4m3_round_case(400.0f, 384.0f);    /* midway 384 (M=4) and 416 (M=5) */
-    e4m3_round_case(432.0f, 448.0f);    /* midway 416 (M=5) and 448 (M=6) */
-    e4m3_round_case(15.5f, 16.0f);      /* midway 15 (E=10,M=7) and 16 (E=11,M=0): exponent carry */
+    e4m3_round_case(400.0f, 384.0f); /* midway 384 (M=4) and 416 (M=5) */
+    e4m3_round_case(432.0f, 448.0f); /* midway 416 (M=5) and 448 (M=6) */
+    e4m3_round_case(15.5f, 16.0f);   /* midway 15 (E=10,M=7) and 16 (E=11,M=0): exponent carry */
     /* saturation (the kernels clamp to +-448 before the cast; beyond it nothing but 448) */
     e4m3_round_case(448.0f, 448.0f);
     e4m3_round_case(460.0f, 448.0f);
-    e4m3_round_case(464.0f, 448.0f);    /* would be a tie toward 480, which does not exist */
+    e4m3_round_case(464.0f, 448.0f); /* would be a tie toward 480, which does not exist */
     e4m3_round_case(1e9f, 448.0f);
     e4m3_round_case(-1e9f, -448.0f);
     /* subnormals: grid 2^-9 below 2^-6 */
-    e4m3_round_case(0x1p-10f, 0.0f);              /* half the smallest subnormal: tie -> 0 */
-    e4m3_round_case(0x1.0001p-10f, 0x1p-9f);      /* just above -> 2^-9 */
-    e4m3_round_case(3 * 0x1p-10f, 2 * 0x1p-9f);   /* tie between 1 and 2 units -> 2 */
-    e4m3_round_case(5 * 0x1p-10f, 2 * 0x1p-9f);   /* tie between 2 and 3 units -> 2 */
-    e4m3_round_case(15 * 0x1p-10f, 0x1p-6f);      /* tie 7 units / 2^-6 -> 2^-6 (code 0x08) */
-    e4m3_round_case(-0x1p-12f, -0.0f);            /* tiny negative keeps its sign */
+    e4m3_round_case(0x1p-10f, 0.0f);            /* half the smallest subnormal: tie -> 0 */
+    e4m3_round_case(0x1.0001p-10f, 0x1p-9f);    /* just above -> 2^-9 */
+    e4m3_round_case(3 * 0x1p-10f, 2 * 0x1p-9f); /* tie between 1 and 2 units -> 2 */
+    e4m3_round_case(5 * 0x1p-10f, 2 * 0x1p-9f); /* tie between 2 and 3 units -> 2 */
+    e4m3_round_case(15 * 0x1p-10f, 0x1p-6f);    /* tie 7 units / 2^-6 -> 2^-6 (code 0x08) */
+    e4m3_round_case(-0x1p-12f, -0.0f);          /* tiny negative keeps its sign */
     e4m3_round_case(0.0f, 0.0f);
 
     /* brute force: every representable value, every midpoint and its neighbours, and
@@ -211,7 +211,8 @@ static void test_e8m0(void) {
               dsv4_e8m0_to_f32((uint8_t)b));
     CHECK(isnan(dsv4_e8m0_to_f32(255)), "e8m0 0xff is NaN");
     for (int k = -126; k <= 127; k++)
-        CHECK(dsv4_f32_to_e8m0(ldexpf(1.0f, k)) == k + 127, "e8m0 of 2^%d: got %d", k, dsv4_f32_to_e8m0(ldexpf(1.0f, k)));
+        CHECK(dsv4_f32_to_e8m0(ldexpf(1.0f, k)) == k + 127, "e8m0 of 2^%d: got %d", k,
+              dsv4_f32_to_e8m0(ldexpf(1.0f, k)));
 }
 
 /* ---- bf16: the top 16 bits of fp32, rounded to nearest even ---- */
@@ -259,13 +260,15 @@ static void test_bf16(void) {
 
 /* ---- pow2_ceil ---- */
 static void test_pow2_ceil(void) {
-    static const float in[] = {1.0f, 0.75f, 1.0000001f, 3.0f, 4.0f, 0.015625f, 0.2232143f, 2.2321429e-07f,
-                               0x1p-126f, 0x1.8p-126f, 1.1666667f, 1.0022322f};
-    static const float out[] = {1.0f, 1.0f, 2.0f, 4.0f, 4.0f, 0.015625f, 0.25f, 0x1p-22f,
-                                0x1p-126f, 0x1p-125f, 2.0f, 2.0f};
-    for (int i = 0; i < (int)(sizeof in / sizeof in[0]); i++)
-        CHECK(dsv4_pow2_ceil(in[i]) == out[i], "pow2_ceil(%.9g) = %.9g, expected %.9g", in[i], dsv4_pow2_ceil(in[i]),
-              out[i]);
+    /* {v, 2^ceil(log2 v)}; the fp32 products amax * fp32(1/448) of the block cases below included */
+    static const float cases[][2] = {
+        {1.0f, 1.0f},           {0.75f, 1.0f},          {1.0000001f, 2.0f}, {3.0f, 4.0f},
+        {4.0f, 4.0f},           {0.015625f, 0.015625f}, {0.2232143f, 0.25f}, {2.2321429e-07f, 0x1p-22f},
+        {0x1p-126f, 0x1p-126f}, {0x1.8p-126f, 0x1p-125f}, {1.1666667f, 2.0f}, {1.0022322f, 2.0f},
+    };
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++)
+        CHECK(dsv4_pow2_ceil(cases[i][0]) == cases[i][1], "pow2_ceil(%.9g) = %.9g, expected %.9g", cases[i][0],
+              dsv4_pow2_ceil(cases[i][0]), cases[i][1]);
 }
 
 /* ---- block fake-quant and codes ---- */
@@ -283,8 +286,10 @@ static void test_fp8_blocks(void) {
     memcpy(y, x, sizeof x);
     dsv4_fp8_fake_quant(y, 128, 64);
     static const float want0[6] = {96.0f, -1.0f, 0.3125f, 0x1p-8f * 0.25f, 7.0f, 96.0f};
-    for (int i = 0; i < 6; i++) CHECK(y[i] == want0[i], "fp8 block 64 [%d]: %.9g -> %.9g, expected %.9g", i, x[i], y[i], want0[i]);
-    CHECK(y[64] == 40 * 0x1p-22f && y[65] == -40 * 0x1p-22f, "fp8 floored block: %.9g, expected %.9g", y[64], 40 * 0x1p-22f);
+    for (int i = 0; i < 6; i++)
+        CHECK(y[i] == want0[i], "fp8 block 64 [%d]: %.9g -> %.9g, expected %.9g", i, x[i], y[i], want0[i]);
+    CHECK(y[64] == 40 * 0x1p-22f && y[65] == -40 * 0x1p-22f, "fp8 floored block: %.9g, expected %.9g", y[64],
+          40 * 0x1p-22f);
     for (int i = 6; i < 64; i++) CHECK(y[i] == 0.0f, "zeros stay zero [%d]", i);
 
     uint8_t q[128], s[2];
@@ -328,9 +333,11 @@ static void test_fp4_blocks(void) {
     dsv4_fp4_fake_quant(y, 64, 32);
     static const float want[] = {8.0f, 1.0f, 0.0f, -3.0f, 4.0f, 2.0f};
     static const float want1[] = {3.0f, 1.0f, 0.0f, 1.0f};
-    for (int i = 0; i < 6; i++) CHECK(y[i] == want[i], "fp4 block 0 [%d]: %.9g -> %.9g, expected %.9g", i, x[i], y[i], want[i]);
+    for (int i = 0; i < 6; i++)
+        CHECK(y[i] == want[i], "fp4 block 0 [%d]: %.9g -> %.9g, expected %.9g", i, x[i], y[i], want[i]);
     for (int i = 0; i < 4; i++)
-        CHECK(y[32 + i] == want1[i], "fp4 block 1 [%d]: %.9g -> %.9g, expected %.9g", i, x[32 + i], y[32 + i], want1[i]);
+        CHECK(y[32 + i] == want1[i], "fp4 block 1 [%d]: %.9g -> %.9g, expected %.9g", i, x[32 + i], y[32 + i],
+              want1[i]);
     /* all-zero block: the floor 6*2^-126 gives s = 2^-126, zeros stay zero */
     float zero[32] = {0};
     dsv4_fp4_fake_quant(zero, 32, 32);

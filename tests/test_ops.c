@@ -75,7 +75,8 @@ static void test_yarn(void) {
     dsv4_rope r;
     dsv4_rope_init(&r, 64, 160000.0f, 65536, 16.0f, 32.0f, 1.0f);
     for (int i = 0; i < 32; i++) {
-        CHECK(fabs(r.freqs[i] - spec[i]) <= 5e-4 * spec[i], "YaRN f'_%d = %.6g, spec lists %.4g", i, r.freqs[i], spec[i]);
+        CHECK(fabs(r.freqs[i] - spec[i]) <= 5e-4 * spec[i], "YaRN f'_%d = %.6g, spec lists %.4g", i, r.freqs[i],
+              spec[i]);
         double want = yarn_freq(i, 64, 160000, 65536, 16, 32, 1);
         CHECK(fabs(r.freqs[i] - want) <= 1e-6 * want, "YaRN f'_%d = %.9g, formula %.9g", i, r.freqs[i], want);
     }
@@ -86,7 +87,8 @@ static void test_yarn(void) {
     dsv4_rope p;
     dsv4_rope_init(&p, 64, 10000.0f, 0, 1.0f, 32.0f, 1.0f);
     for (int i = 0; i < 32; i++)
-        CHECK(fabs(p.freqs[i] - pow(10000, -i / 32.0)) <= 1e-6 * pow(10000, -i / 32.0), "plain f_%d = %.9g", i, p.freqs[i]);
+        CHECK(fabs(p.freqs[i] - pow(10000, -i / 32.0)) <= 1e-6 * pow(10000, -i / 32.0), "plain f_%d = %.9g", i,
+              p.freqs[i]);
 }
 
 static void test_rope(void) {
@@ -115,8 +117,7 @@ static void test_rope(void) {
             err_inv = fmax(err_inv, fmax(fabs(z[2 * i] - (a * c + b * s)), fabs(z[2 * i + 1] - (-a * s + b * c))));
             /* and, where fp32 angle rounding is small, with the frequency of the formula */
             double angf = t * yarn_freq(i, 64, 160000, 65536, 16, 32, 1);
-            if (t <= 1000)
-                err_formula = fmax(err_formula, fabs(y[2 * i] - (a * cos(angf) - b * sin(angf))));
+            if (t <= 1000) err_formula = fmax(err_formula, fabs(y[2 * i] - (a * cos(angf) - b * sin(angf))));
         }
         CHECK(err_formula < 2e-4, "rope at t=%d: max error %.3g vs the formula's angle", t, err_formula);
         CHECK(err < 1e-5, "rope at t=%d: max error %.3g vs the complex rotation", t, err);

@@ -318,6 +318,13 @@ static dsv4_status bind_block(binder *b, const char *prefix, int id, dsv4_layer_
             if (v < 0 || v >= E)
                 return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: token %zu routes to expert %lld, outside 0..%d", tensor_file(b, t),
                                   n, i / (size_t)K, (long long)v, E - 1);
+            /* a token's experts must be distinct: the official block adds each expert's output
+             * once per token (a repeat would be dropped there) and moe.c sizes its per-expert
+             * row lists by the token count */
+            for (size_t j = i - i % (size_t)K; j < i; j++)
+                if (e->tid2eid[j] == v)
+                    return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: token %zu routes to expert %lld twice",
+                                      tensor_file(b, t), n, i / (size_t)K, (long long)v);
             e->tid2eid[i] = (int32_t)v;
         }
     } else {

@@ -23,7 +23,7 @@ test-release: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-san:
-	cmake -S . -B $(SANBUILD) -DCMAKE_BUILD_TYPE=Debug -DDSV4_SANITIZE=ON >/dev/null
+	cmake -S . -B $(SANBUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV4_SANITIZE=ON >/dev/null
 	cmake --build $(SANBUILD) -j $(JOBS)
 	cd $(SANBUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j $(JOBS) -LE nosan

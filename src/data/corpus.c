@@ -82,8 +82,8 @@ char *dsv4_corpus_clean(const char *raw, size_t len, bool *dropped) {
         size_t end = nl ? (size_t)(nl - raw) : len;
         read_line(raw + i, end - i, &cur);
         i = end + 1;
-        if (!cur.text.len) { /* a blank line separates paragraphs */
-            pending_blank = have_prev;
+        if (!cur.text.len) { /* blank lines separate paragraphs (once text has begun) */
+            pending_blank = pending_blank || have_prev;
             have_prev = false;
             continue;
         }

@@ -23,8 +23,9 @@
 #include "base/base.h"
 #include "data/task_internal.h"
 
-/* Tokens of the prompt that are not the haystack: intro, question, chat markup. */
-#define PROMPT_OVERHEAD 60
+/* Tokens of the prompt that are not passages: intro, question, chat markup; and of one fact. */
+#define PROMPT_OVERHEAD 40
+#define FACT_TOKENS 16
 #define MAX_DISTRACTORS 3
 
 static const char *const intros[] = {
@@ -57,13 +58,21 @@ dsv4_status gen_needle(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bo
         if (hi < lo) hi = lo;
         target = (int)exp(log(lo) + dsv4_rng_uniform(r) * (log(hi) - log(lo)));
     }
-    int haystack = DSV4_MAX(target - PROMPT_OVERHEAD, 16);
+    int n_facts = 1 + (int)draw(r, MAX_DISTRACTORS + 1);
+    int haystack = DSV4_MAX(target - PROMPT_OVERHEAD - n_facts * FACT_TOKENS, 16);
 
-    /* the passages */
+    /* the passages: drawn until the text is within a few tokens of the length (one that would
+     * overshoot is passed over; after 8 of those in a row the text is long enough) */
     size_t n = 0, cap = 64;
     size_t *parts = dsv4_malloc(cap * sizeof *parts, "needle passages");
     if (!parts) return DSV4_ENOMEM;
-    for (int have = 0; have < haystack;) {
+    for (int have = 0, misses = 0; have < haystack - 16 && misses < 8;) {
+        size_t k = draw(r, (uint32_t)g->n_pool);
+        if (n && have + g->pool_tokens[k] + 1 > haystack) {
+            misses++;
+            continue;
+        }
+        misses = 0;
         if (n == cap) {
             size_t *np = realloc(parts, 2 * cap * sizeof *np);
             if (!np) {
@@ -73,14 +82,12 @@ dsv4_status gen_needle(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bo
             parts = np;
             cap *= 2;
         }
-        size_t k = draw(r, (uint32_t)g->n_pool);
         parts[n++] = k;
         have += g->pool_tokens[k] + 1;
     }
 
     /* the needle and the distractors */
     fact facts[1 + MAX_DISTRACTORS];
-    int n_facts = 1 + (int)draw(r, MAX_DISTRACTORS + 1);
     uint32_t colors[1 + MAX_DISTRACTORS], objects[1 + MAX_DISTRACTORS], values[1 + MAX_DISTRACTORS];
     draw_distinct(r, (uint32_t)dsv4_words_colors.n, (uint32_t)n_facts, colors);
     draw_distinct(r, (uint32_t)dsv4_words_objects.n, (uint32_t)n_facts, objects);

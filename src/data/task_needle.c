@@ -132,12 +132,17 @@ dsv4_status gen_needle(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bo
                          : NULL;
     bool ok = user && answer && (!thinking || why);
     json_t *m = ex->messages = json_array();
+    if (!m) {
+        free(user);
+        free(answer);
+        free(why);
+        return dsv4_error(DSV4_ENOMEM, "out of memory building a needle example");
+    }
     const char *system = draw_system(r);
-    if (m && system) json_array_append_new(m, msg("system", system));
-    if (m) json_array_append_new(m, msg_own("user", user));
-    else free(user);
-    if (m) json_array_append_new(m, assistant_own(answer, why));
+    if (system) json_array_append_new(m, msg("system", system));
+    json_array_append_new(m, msg_own("user", user));
+    json_array_append_new(m, assistant_own(answer, why));
     ex->ask = (int)json_array_size(m) - 1;
     expect_number(ex, needle->value);
-    return ok && m ? DSV4_OK : dsv4_error(DSV4_ENOMEM, "out of memory building a needle example");
+    return ok ? DSV4_OK : dsv4_error(DSV4_ENOMEM, "out of memory building a needle example");
 }

@@ -17,7 +17,9 @@
  * Examples are addressed by (seed, family, index): each draws from its own random generator
  * seeded from the three, so example 17 is the same whether 100 or 100,000 are made, and the
  * training, validation and evaluation sides differ only by seed. The English text comes from
- * the corpus side that matches (training passages, or held-out passages).
+ * the corpus side that matches (training passages, or held-out passages). Text examples are
+ * the exception: they walk the passages in a seeded order, so the k-th one made is the k-th
+ * stretch of text, whatever its index.
  *
  * In thinking mode an example carries a short reasoning ("Ones: 7 + 8 = 15, write 5, carry
  * 1. ...") before its answer; its conversation is then a single exchange (so that no earlier

@@ -116,7 +116,7 @@ static int parse(int argc, char **argv, options *o) {
             return cli_fail(cmd, "unknown option %s", a);
         }
     }
-    if (!o->out) return usage(stderr), 1;
+    if (!o->out) return usage(stderr);
     if (needle_max < needle_min) return cli_fail(cmd, "--needle-max is below --needle-min");
     dsv4_build_defaults(&o->build, scale);
     for (int k = 0; k < DSV4_N_FAMILIES; k++)

@@ -16,6 +16,9 @@ static const struct {
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
     {"render", cmd_render, "print the prompt a conversation encodes to (chat format)"},
     {"tokenize", cmd_tokenize, "text to token ids and back (JSON lines)"},
+    {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)"},
+    {"data", cmd_data, "build the training data set (data build), or its text (data text)"},
+    {"eval", cmd_eval, "held-out accuracy per task, needle retrieval, tool-call round trip"},
 };
 
 static void usage(FILE *f) {

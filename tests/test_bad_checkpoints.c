@@ -81,6 +81,14 @@ static void write_bytes(const char *path, const void *data, size_t n) {
     CHECK(f && fwrite(data, 1, n, f) == n && fclose(f) == 0, "cannot write %s", path);
 }
 
+/* A new sparse file of n bytes (no disk space used). */
+static int truncate_new(const char *path, off_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int rc = fd >= 0 && ftruncate(fd, n) == 0 ? 0 : -1;
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
 /* A case directory whose four files are symlinks to the good model's. One case is built and
  * opened at a time, so its path lives in one static buffer (not in fmt's ring). */
 static char *new_case(const char *name) {
@@ -263,6 +271,10 @@ static void good_model(void) {
     CHECK(rc == DSV4_OK, "the good tiny model does not open: %s", dsv4_errmsg());
     if (m) CHECK(dsv4_model_vocab(m) == 1000 && dsv4_model_has_mtp(m), "tiny model: vocab %d", dsv4_model_vocab(m));
     dsv4_model_close(m);
+    m = NULL;
+    expect_msg("no_dir", dsv4_model_open(NULL, NULL, &m), DSV4_EINVAL, "no model directory", (char *)NULL);
+    expect_msg("empty_dir", dsv4_model_open("", NULL, &m), DSV4_EINVAL, "no model directory", (char *)NULL);
+    CHECK(m == NULL, "no model on failure");
     /* and its copy through symlinks, which every other case starts from */
     EXPECT_OPEN(new_case("good"), DSV4_OK, "");
 }
@@ -297,6 +309,10 @@ static void config_cases(void) {
     dir = new_case("cfg_absent");
     unlink_in(dir, "config.json");
     EXPECT_OPEN(dir, DSV4_ENOTFOUND, "config.json");
+    dir = new_case("cfg_huge_file"); /* sparse: 32 MB of nothing */
+    char *path = unlink_in(dir, "config.json");
+    CHECK(truncate_new(path, 32 << 20) == 0, "sparse config.json");
+    EXPECT_OPEN(dir, DSV4_EFORMAT, "config.json", "33554432 bytes, over the limit of 16777216");
     dir = new_case("cfg_directory");
     CHECK(mkdir(unlink_in(dir, "config.json"), 0755) == 0, "mkdir");
     EXPECT_OPEN(dir, DSV4_EIO, "config.json", "not a regular file (a directory)");
@@ -383,7 +399,7 @@ static void edit_unaligned(table *t, const char *dir) {
 
 static void shard_cases(void) {
     EXPECT_OPEN(shard_case("wrong_dtype", shard_of("layers.0.attn_norm.weight"), edit_dtype), DSV4_EFORMAT, SHARD1,
-                "layers.0.attn_norm.weight has dtype I16, expected F32 or BF16");
+                "layers.0.attn_norm.weight has dtype I16, expected F32, BF16 or F16");
     EXPECT_OPEN(shard_case("wrong_shape", shard_of("layers.0.attn.wkv.weight"), edit_shape), DSV4_EFORMAT, SHARD1,
                 "layers.0.attn.wkv.weight has shape [256, 128], the config implies [128, 256]");
     EXPECT_OPEN(shard_case("scale_shape", shard_of("layers.0.attn.wq_a.scale"), edit_scale_shape), DSV4_EFORMAT, SHARD1,

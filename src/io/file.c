@@ -57,7 +57,7 @@ dsv4_status dsv4_file_read(const char *path, size_t max_bytes, char **out, size_
     if (rc) return rc;
     if (size > max_bytes) {
         close(fd);
-        return dsv4_error(DSV4_EFORMAT, "%s: %zu bytes is more than the %zu this file may have", path, size, max_bytes);
+        return dsv4_error(DSV4_EFORMAT, "%s: %zu bytes, over the limit of %zu for this file", path, size, max_bytes);
     }
     char *buf = dsv4_malloc(size + 1, path);
     if (!buf) {

@@ -286,6 +286,7 @@ static int tensor_cmp(const void *a, const void *b) {
 }
 
 static dsv4_status st_finish(dsv4_st *st) {
+    if (!st->n_tensors) return DSV4_OK; /* a header with no tensors; the table is NULL */
     qsort(st->tensors, (size_t)st->n_tensors, sizeof *st->tensors, tensor_cmp);
     for (int i = 1; i < st->n_tensors; i++) {
         const dsv4_tensor *a = &st->tensors[i - 1], *b = &st->tensors[i];

@@ -101,7 +101,7 @@ static dsv4_status load_f32(binder *b, const char *name, int ndim, const int64_t
         }
         break;
     default:
-        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s has dtype %s, expected F32 or BF16", tensor_file(b, t), name,
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s has dtype %s, expected F32, BF16 or F16", tensor_file(b, t), name,
                           dsv4_dtype_name(t->dtype));
     }
     *out = v;

@@ -27,6 +27,7 @@
 
 #include "check.h"
 #include "dsv4.h"
+#include "io/npy.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 
@@ -570,6 +571,39 @@ static void writer_cases(void) {
     dsv4_st_writer_free(w);
 }
 
+/* ---- .npy arrays (reference vectors, logits): a forged shape must not size a buffer ------- */
+
+static void npy_file(const char *name, const char *dict, size_t data_floats, const char *piece) {
+    char *path = fmt("%s/%s.npy", tmp_root, name);
+    char head[128];
+    size_t dlen = strlen(dict);
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    head[8] = (char)(dlen & 0xff);
+    head[9] = (char)(dlen >> 8);
+    memcpy(head + 10, dict, dlen);
+    size_t n = 10 + dlen + data_floats * 4;
+    char *img = calloc(1, n);
+    memcpy(img, head, 10 + dlen);
+    write_bytes(path, img, n);
+    free(img);
+    float *data = NULL;
+    int ndim;
+    int64_t shape[8];
+    dsv4_status rc = dsv4_npy_read_f32(path, &data, &ndim, shape);
+    expect_msg(name, rc, piece ? DSV4_EFORMAT : DSV4_OK, piece ? piece : "", (char *)NULL);
+    free(data);
+}
+
+static void npy_cases(void) {
+    npy_file("npy_ok", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", 6, NULL);
+    npy_file("npy_truncated", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", 5,
+             "truncated data: the shape needs 6 floats");
+    npy_file("npy_huge", "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }\n", 4,
+             "shape overflows");
+    npy_file("npy_wrapping", "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387905, ), }\n", 4,
+             "shape overflows");
+}
+
 /* ---- the fuzzers' seeds: named valid_* or bad_* --------------------------------------------- */
 
 static void corpus_cases(const char *kind) {
@@ -639,6 +673,7 @@ int main(void) {
     odd_file_cases();
     header_cases();
     writer_cases();
+    npy_cases();
     corpus_cases("safetensors");
     corpus_cases("config");
     if (!getenv("DSV4_TEST_KEEP")) remove_tree(tmp_root);

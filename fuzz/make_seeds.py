@@ -3,7 +3,11 @@
 
 Seeds are small on purpose: libFuzzer mutates them, and CTest replays all of them on every
 build. Each seed is either a valid file (so the fuzzer starts from inputs that reach the deep
-checks) or one specific defect (so the replay test pins every error path). Names say which."""
+checks) or one specific defect (so the replay test pins every error path). Names say which,
+and tests/test_bad_checkpoints.c checks that valid_* seeds open and bad_* seeds fail.
+
+The other files in fuzz/corpus/ (named by their SHA-1) were found by fuzzing and kept by
+`fuzz_NAME -merge=1 fuzz/corpus/NAME build-fuzz/corpus/NAME`: each adds coverage the seeds lack."""
 import json, os, struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -7,7 +7,8 @@
 # each target with the seeds of fuzz/corpus/NAME and a dictionary fuzz/NAME.dict. Inputs the
 # fuzzer finds interesting go to build-fuzz/corpus/NAME (kept between runs, never committed);
 # a crash is written to build-fuzz/crash-NAME-* and the script stops with its status. To make
-# a found bug a regression test, copy the minimised input into fuzz/corpus/NAME/.
+# a found bug a regression test, copy the minimised input into fuzz/corpus/NAME/; to keep the
+# inputs that add coverage, build-fuzz/fuzz/fuzz_NAME -merge=1 fuzz/corpus/NAME build-fuzz/corpus/NAME.
 # Environment: JOBS (build parallelism, default 2), NICE (default 19), FUZZ_ARGS (extra
 # libFuzzer flags, e.g. "-max_len=65536").
 set -euo pipefail

@@ -449,18 +449,20 @@ dsv4_status dsv4_st_open_dir(const char *dir, dsv4_st **out) {
     dsv4_status rc = index && single ? DSV4_OK : DSV4_ENOMEM;
     /* the index wins when both exist, as in Hugging Face's loaders; a probe error other than
      * "does not exist" (permissions, a symlink loop) is reported, not skipped */
-    dsv4_status has_index = rc ? rc : dsv4_file_probe(index);
-    if (rc) {
-    } else if (has_index == DSV4_OK) {
-        rc = open_sharded(st, dir, index);
-    } else if (has_index != DSV4_ENOTFOUND) {
-        rc = has_index;
-    } else if ((rc = dsv4_file_probe(single)) == DSV4_OK) {
-        rc = open_single(st, single);
-    } else if (rc == DSV4_ENOTFOUND) {
-        rc = dsv4_error(DSV4_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
+    bool sharded = false;
+    if (!rc) {
+        rc = dsv4_file_probe(index);
+        sharded = rc == DSV4_OK;
+        if (sharded) {
+            rc = open_sharded(st, dir, index);
+        } else if (rc == DSV4_ENOTFOUND) {
+            rc = dsv4_file_probe(single);
+            if (rc == DSV4_OK) rc = open_single(st, single);
+            else if (rc == DSV4_ENOTFOUND)
+                rc = dsv4_error(DSV4_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        }
     }
-    rc = st_done(st, rc, has_index == DSV4_OK ? index : single, out);
+    rc = st_done(st, rc, sharded ? index : single, out);
     free(index);
     free(single);
     return rc;

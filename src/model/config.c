@@ -357,11 +357,13 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
     c->eos_token_id = get_int(&r, "eos_token_id", NULL, 1, false);
 
     const char *sf = get_str(&r, "scoring_func", "score_func", "sqrtsoftplus");
-    if (r.rc) {
-    } else if (!strcmp(sf, "sqrtsoftplus")) c->score_func = DSV4_SCORE_SQRTSOFTPLUS;
-    else if (!strcmp(sf, "sigmoid")) c->score_func = DSV4_SCORE_SIGMOID;
-    else if (!strcmp(sf, "softmax")) c->score_func = DSV4_SCORE_SOFTMAX;
-    else r.rc = dsv4_error(DSV4_EFORMAT, "%s: config key \"scoring_func\" is \"%s\" (sqrtsoftplus, sigmoid or softmax)", path, sf);
+    if (!r.rc) {
+        if (!strcmp(sf, "sqrtsoftplus")) c->score_func = DSV4_SCORE_SQRTSOFTPLUS;
+        else if (!strcmp(sf, "sigmoid")) c->score_func = DSV4_SCORE_SIGMOID;
+        else if (!strcmp(sf, "softmax")) c->score_func = DSV4_SCORE_SOFTMAX;
+        else r.rc = dsv4_error(DSV4_EFORMAT, "%s: config key \"scoring_func\" is \"%s\" (sqrtsoftplus, sigmoid or softmax)",
+                               path, sf);
+    }
     read_rope_scaling(&r, c);
     read_storage(&r, c);
 

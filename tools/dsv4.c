@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "config summary, parameter counts, weight bytes, KV bytes per token"},
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
+    {"grad", cmd_grad, "loss of a token list and its gradient w.r.t. every weight (.safetensors)"},
 };
 
 static void usage(FILE *f) {

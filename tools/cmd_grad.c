@@ -9,9 +9,10 @@
  * gradient is exactly zero (the indexer's, gate.bias, and for L every mtp.* tensor) are left
  * out, as in the reference files.
  *
- * --ref FILE compares the gradient with a reference file tensor by tensor: the relative L2
- * error ||got - ref|| / ||ref|| must be <= --rtol (default 1e-4); a reference tensor we lack,
- * or a non-zero tensor the reference lacks, fails. The exit status says whether all passed. */
+ * --ref FILE compares the gradient (as written to --out, when given) with a reference file
+ * tensor by tensor: the relative L2 error ||got - ref|| / ||ref|| must be <= --rtol (default
+ * 1e-4); a reference tensor we lack, or a non-zero tensor the reference lacks, fails. The exit
+ * status says whether all passed; -v lists every tensor's error. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 
 static const char *usage =
     "usage: dsv4 grad [-m DIR] --ids 0,17,42,...|@FILE.json [--out GRADS.safetensors] [--mtp]\n"
-    "                 [--ref REF.safetensors [--rtol 1e-4]] [--threads N]\n";
+    "                 [--ref REF.safetensors [--rtol 1e-4] [-v]] [--threads N]\n";
 
 static bool all_zero(const float *v, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -33,8 +34,29 @@ static bool all_zero(const float *v, size_t n) {
     return true;
 }
 
-/* Compare tm's gradients with `path`; prints a line per failing tensor and a summary. */
-static int compare_ref(const char *cmd, const dsv4_tmodel *tm, const char *path, double rtol) {
+/* The gradient we computed, by name: from the file we wrote (so the comparison covers the
+ * writer too) or, without one, from memory. */
+typedef struct got_set {
+    const dsv4_tmodel *tm;
+    const dsv4_st *file;
+} got_set;
+
+static const float *got_find(const got_set *g, const char *name, size_t *n) {
+    if (g->file) {
+        const dsv4_tensor *t = dsv4_st_find(g->file, name);
+        if (!t || t->dtype != DSV4_DT_F32) return NULL;
+        *n = (size_t)dsv4_tensor_numel(t);
+        return t->data;
+    }
+    const dsv4_tparam *p = dsv4_tmodel_find(g->tm, name);
+    if (!p || all_zero(g->tm->grads + p->off, p->n)) return NULL;
+    *n = p->n;
+    return g->tm->grads + p->off;
+}
+
+/* Compare our gradients with the reference file; prints a line per failing tensor and a
+ * summary; returns the exit status. */
+static int compare_ref(const char *cmd, const got_set *got, const char *path, double rtol, bool verbose) {
     dsv4_st *ref;
     if (dsv4_st_open_file(path, &ref)) return cli_fail_lib(cmd, NULL);
     int failures = 0, compared = 0;
@@ -42,41 +64,48 @@ static int compare_ref(const char *cmd, const dsv4_tmodel *tm, const char *path,
     const char *worst_name = "";
     for (int i = 0; i < dsv4_st_count(ref); i++) {
         const dsv4_tensor *t = dsv4_st_at(ref, i);
-        const dsv4_tparam *p = dsv4_tmodel_find(tm, t->name);
-        if (!p) {
-            printf("FAIL %s: in the reference, not a parameter of this model\n", t->name);
+        size_t n = 0;
+        const float *g = got_find(got, t->name, &n);
+        if (!g) {
+            printf("FAIL %s: in the reference, missing from ours\n", t->name);
             failures++;
             continue;
         }
-        if (t->dtype != DSV4_DT_F32 || (size_t)dsv4_tensor_numel(t) != p->n) {
-            printf("FAIL %s: reference is %s with %lld values, expected F32 with %zu\n", t->name, dsv4_dtype_name(t->dtype),
-                   (long long)dsv4_tensor_numel(t), p->n);
+        if (t->dtype != DSV4_DT_F32 || (size_t)dsv4_tensor_numel(t) != n) {
+            printf("FAIL %s: reference is %s with %lld values, ours F32 with %zu\n", t->name, dsv4_dtype_name(t->dtype),
+                   (long long)dsv4_tensor_numel(t), n);
             failures++;
             continue;
         }
-        const float *got = tm->grads + p->off;
         double num = 0.0, den = 0.0;
-        for (size_t j = 0; j < p->n; j++) {
-            float r;
+        for (size_t j = 0; j < n; j++) {
+            float r, v;
             memcpy(&r, (const char *)t->data + 4 * j, 4);
-            num += ((double)got[j] - r) * ((double)got[j] - r);
+            memcpy(&v, (const char *)g + 4 * j, 4);
+            num += ((double)v - r) * ((double)v - r);
             den += (double)r * r;
         }
         double err = den > 0 ? sqrt(num / den) : sqrt(num);
         compared++;
         if (err > worst) {
             worst = err;
-            worst_name = p->name;
+            worst_name = t->name;
         }
         if (!(err <= rtol)) {
             printf("FAIL %s: relative L2 error %.3g > %.3g\n", t->name, err, rtol);
             failures++;
+        } else if (verbose) {
+            printf("ok   %s: relative L2 error %.3g\n", t->name, err);
         }
     }
-    for (int i = 0; i < tm->n_table; i++) {
-        const dsv4_tparam *p = &tm->table[i];
-        if (!dsv4_st_find(ref, p->name) && !all_zero(tm->grads + p->off, p->n)) {
-            printf("FAIL %s: non-zero gradient, absent from the reference\n", p->name);
+    /* ours, absent from the reference: fine only when all zero */
+    int n_ours = got->file ? dsv4_st_count(got->file) : got->tm->n_table;
+    for (int i = 0; i < n_ours; i++) {
+        const char *name = got->file ? dsv4_st_at(got->file, i)->name : got->tm->table[i].name;
+        size_t n = 0;
+        const float *g = got_find(got, name, &n);
+        if (g && !dsv4_st_find(ref, name) && !all_zero(g, n)) {
+            printf("FAIL %s: non-zero gradient, absent from the reference\n", name);
             failures++;
         }
     }
@@ -88,7 +117,7 @@ static int compare_ref(const char *cmd, const dsv4_tmodel *tm, const char *path,
 
 int cmd_grad(int argc, char **argv) {
     const char *cmd = "grad", *dir = NULL, *ids_spec = NULL, *out = NULL, *ref = NULL;
-    bool mtp = false;
+    bool mtp = false, verbose = false;
     double rtol = 1e-4;
     dsv4_open_opts opts = {0};
     for (int i = 1; i < argc; i++) {
@@ -111,6 +140,8 @@ int cmd_grad(int argc, char **argv) {
             if (!cli_float(cli_value(argc, argv, &i), &rtol) || !(rtol >= 0)) return cli_fail(cmd, "--rtol needs a number >= 0"), 2;
         } else if (cli_is(a, NULL, "--mtp")) {
             mtp = true;
+        } else if (cli_is(a, "-v", "--verbose")) {
+            verbose = true;
         } else {
             fputs(usage, stderr);
             return cli_fail(cmd, "unknown option %s", a), 2;
@@ -169,7 +200,17 @@ int cmd_grad(int argc, char **argv) {
         rc = cli_fail_lib(cmd, NULL);
         goto done;
     }
-    if (ref) rc = compare_ref(cmd, tm, ref, rtol);
+    if (ref) {
+        got_set got = {tm, NULL};
+        dsv4_st *file = NULL;
+        if (out && dsv4_st_open_file(out, &file)) {
+            rc = cli_fail_lib(cmd, NULL);
+            goto done;
+        }
+        got.file = file;
+        rc = compare_ref(cmd, &got, ref, rtol, verbose);
+        dsv4_st_close(file);
+    }
 done:
     dsv4_tape_free(tp);
     dsv4_tmodel_free(tm);

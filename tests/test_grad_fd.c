@@ -1,7 +1,7 @@
 /* test_grad_fd.c: every backward of src/train against finite differences.
  *
  * A tiny random model (dim 32, 4 layers: window-only + hash routing, CSA whose indexer prunes,
- * HCA, CSA, and an MTP block; T = 24 tokens, window 6) is built in memory. Each backward is
+ * HCA, CSA, and an MTP block; T = 16 tokens, window 6) is built in memory. Each backward is
  * checked on its own (RMSNorm, the linear, cross-entropy, the Sinkhorn split, hc_pre, hc_post,
  * hc_head, compressor pooling with and without overlap, the whole-sequence compressor with and
  * without the Hadamard rotation, attention of every layer type, MoE with hash and score
@@ -33,6 +33,7 @@
 
 #define TOL 1e-2  /* relative L2 error of the sampled gradient entries */
 #define STEP 0.05  /* finite-difference step, relative to the tensor's RMS */
+static double fd_step = STEP; /* smaller for objectives full of kinks */
 #define NOISE 3e-8 /* relative rounding noise of an fp32 objective (measured: ~1e-8) */
 
 static const char *TINY_CONFIG =
@@ -42,12 +43,12 @@ static const char *TINY_CONFIG =
     " \"compress_rope_theta\": 160000, \"compress_ratios\": [0, 4, 8, 4, 0],"
     " \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4, \"original_max_position_embeddings\": 32,"
     "   \"beta_fast\": 32, \"beta_slow\": 1},"
-    " \"index_n_heads\": 2, \"index_head_dim\": 32, \"index_topk\": 3,"
+    " \"index_n_heads\": 2, \"index_head_dim\": 32, \"index_topk\": 2,"
     " \"n_routed_experts\": 4, \"num_experts_per_tok\": 2, \"moe_intermediate_size\": 12, \"num_hash_layers\": 1,"
     " \"routed_scaling_factor\": 1.5, \"swiglu_limit\": 10, \"scoring_func\": \"sqrtsoftplus\","
     " \"hc_mult\": 4, \"hc_sinkhorn_iters\": 20, \"hc_eps\": 1e-6, \"rms_norm_eps\": 1e-6}";
 
-enum { T = 24 };
+enum { T = 16 };
 
 /* ---- random numbers --------------------------------------------------------------------- */
 
@@ -105,7 +106,7 @@ static double fd_error(objective f, void *ctx, float *x, const float *g, size_t 
             if (fabsf(g[i]) > fabsf(g[big])) big = i;
         }
     xs = n_fin ? sqrt(xs / n_fin) : 0.0;
-    double h = STEP * (xs > 0.05 ? xs : 0.05), noise = 1.5 * NOISE * (1.0 + fabs(f(ctx))) / h;
+    double h = fd_step * (xs > 0.05 ? xs : 0.05), noise = 1.5 * NOISE * (1.0 + fabs(f(ctx))) / h;
     size_t *nz = malloc((n + 1) * sizeof(size_t)), n_nz = 0;
     for (size_t i = 0; i < n; i++)
         if (g[i] != 0.0f && isfinite(x[i])) nz[n_nz++] = i;
@@ -160,7 +161,7 @@ static void check_grad_opt(const char *what, objective f, void *ctx, float *x, c
             if (big == n || fabsf(g[i]) > fabsf(g[big])) big = i;
         }
     if (big == n || g[big] == 0.0f) return; /* all zero: compared with zero differences above */
-    double fd = stencil(f, ctx, x + big, x[big], STEP * (xs > 0.05 ? xs : 0.05));
+    double fd = stencil(f, ctx, x + big, x[big], fd_step * (xs > 0.05 ? xs : 0.05));
     double wrong = 1.2 * g[big], e = fabs(fd - wrong) / fabs(wrong);
     CHECK(e > TOL, "%s: a 20%% error in entry %zu went unnoticed (error %.3g)", what, big, e);
 }
@@ -226,6 +227,7 @@ static void test_rmsnorm(void) {
     check_grad("rmsnorm x", norm_f, &k, k.x, dx, n, n);
     check_grad("rmsnorm w", norm_f, &k, k.w, dw, n, n);
     float *dx0 = calloc(n, sizeof(float));
+    free(k.w);
     k.w = NULL; /* unweighted (the per-head query norm) */
     dsv4_rmsnorm_backward(k.x, NULL, n, 1e-6f, k.c, dx0, NULL);
     check_grad("rmsnorm x (no weight)", norm_f, &k, k.x, dx0, n, n);
@@ -370,7 +372,7 @@ static void test_mhc(dsv4_tmodel *tm) {
 
 typedef struct {
     const dsv4_compressor_w *w;
-    float *kv, *score, *c, out[64];
+    float *kv, *score, *c, *out;
 } pool_ctx;
 static double pool_f(void *p) {
     pool_ctx *k = p;
@@ -399,8 +401,8 @@ static void test_compressor(dsv4_tmodel *tm) {
         for (int first = 0; first <= (layer == 1); first++) {
             const dsv4_compressor_w *w = &tm->model.layers[layer].attn.comp;
             int width = (w->overlap ? 2 : 1) * w->dc, rows = (w->overlap ? 2 : 1) * w->ratio;
-            pool_ctx k = {w, rand_vec((size_t)rows * width, 1.0f), rand_vec((size_t)rows * width, 1.0f), rand_vec(64, 1.0f),
-                          {0}};
+            pool_ctx k = {w, rand_vec((size_t)rows * width, 1.0f), rand_vec((size_t)rows * width, 1.0f),
+                          rand_vec((size_t)w->dc, 1.0f), calloc((size_t)w->dc, 4)};
             if (first)
                 for (int i = 0; i < w->ratio * width; i++) {
                     k.kv[i] = 0.0f;
@@ -413,7 +415,7 @@ static void test_compressor(dsv4_tmodel *tm) {
             check_grad(what, pool_f, &k, k.kv, dkv, (size_t)rows * width, 60);
             snprintf(what, sizeof what, "pool ratio %d%s score", w->ratio, first ? " (first window)" : "");
             check_grad(what, pool_f, &k, k.score, ds, (size_t)rows * width, 60);
-            free(k.kv), free(k.score), free(k.c), free(dkv), free(ds);
+            free(k.kv), free(k.score), free(k.c), free(k.out), free(dkv), free(ds);
         }
     /* whole sequences: CSA main (overlap), HCA (no overlap), CSA indexer (overlap + Hadamard) */
     const char *prefixes[] = {"layers.1.attn.compressor.", "layers.2.attn.compressor.", "layers.1.attn.indexer.compressor."};
@@ -491,7 +493,9 @@ static void test_attention(dsv4_tmodel *tm) {
             dsv4_indexer_loss(&tm->model, aw, T, &k.act, &n);
             CHECK(n > 0, "the indexer loss has terms");
             dsv4_indexer_loss_backward(&tm->model, aw, k.u, T, &k.act, 1.0f / (float)n, &tm->grad.layers[1].attn);
+            fd_step = STEP / 10; /* a perturbed key moves every score through a ReLU */
             check_params(tm, "layers.1.attn.indexer.", NULL, attn_f, &k, 24);
+            fd_step = STEP;
         }
         dsv4_ws_free(&k.ws);
         free(k.act.sel), free(k.act.n_sel), free(k.u), free(k.c), free(k.out), free(du);
@@ -566,6 +570,8 @@ static double model_f(void *p) {
 static void test_model(dsv4_tmodel *tm) {
     dsv4_tape *tp = dsv4_tape_new();
     const char *names[] = {"L", "L_mtp", "L_indexer"};
+    char last_layer[32];
+    snprintf(last_layer, sizeof last_layer, "layers.%d.", tm->model.cfg.n_layers - 1);
     dsv4_loss_opts los[] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
     for (int v = 0; v < 3; v++) {
         model_ctx k = {tm, tp, los[v]};
@@ -593,7 +599,14 @@ static void test_model(dsv4_tmodel *tm) {
                 CHECK(j == p->n, "%s: gradient should be exactly zero", what);
                 continue;
             }
-            check_grad_opt(what, model_f, &k, tm->params + p->off, tm->grads + p->off, p->n, 2, false);
+            /* L_mtp reaches the main model only through the final streams: the MTP block, the
+             * shared tables and the first and last layers show that path */
+            bool mtp_path = !strncmp(p->name, "mtp.", 4) || strstr(p->name, "embed") || strstr(p->name, "head.") ||
+                            !strncmp(p->name, "layers.0.", 9) || !strncmp(p->name, last_layer, strlen(last_layer));
+            if (v == 1 && !mtp_path) continue;
+            if (v == 2) fd_step = STEP / 10; /* the indexer's ReLU */
+            check_grad_opt(what, model_f, &k, tm->params + p->off, tm->grads + p->off, p->n, 1, false);
+            fd_step = STEP;
         }
         CHECK(check_failures == before, "%s: the whole-model check failed", names[v]);
     }
@@ -615,14 +628,22 @@ int main(void) {
     dsv4_set_threads(1); /* tiny shapes: threads would only add synchronisation */
     for (int t = 0; t < T; t++) ids[t] = (int32_t)(urand() * cfg.vocab_size) % cfg.vocab_size;
 
+    double t0 = dsv4_now();
     test_rmsnorm();
     test_matmul();
     test_cross_entropy();
     test_mhc(tm);
+    double t1 = dsv4_now();
     test_compressor(tm);
+    double t2 = dsv4_now();
     test_attention(tm);
+    double t3 = dsv4_now();
     test_moe(tm);
+    double t4 = dsv4_now();
     test_model(tm);
+    double t5 = dsv4_now();
+    printf("seconds: ops and mHC %.2f, compressor %.2f, attention %.2f, MoE %.2f, whole model %.2f\n", t1 - t0, t2 - t1,
+           t3 - t2, t4 - t3, t5 - t4);
     printf("%d gradient checks\n", n_checks_run);
     dsv4_tmodel_free(tm);
     return check_done("test_grad_fd");

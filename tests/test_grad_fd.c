@@ -1,23 +1,29 @@
 /* test_grad_fd.c: every backward of src/train against finite differences.
  *
- * A tiny random model (dim 32, 4 layers: window-only + hash routing, CSA whose indexer prunes,
- * HCA, CSA, and an MTP block; T = 16 tokens, window 6) is built in memory. Each backward is
- * checked on its own (RMSNorm, the linear, cross-entropy, the Sinkhorn split, hc_pre, hc_post,
- * hc_head, compressor pooling with and without overlap, the whole-sequence compressor with and
- * without the Hadamard rotation, attention of every layer type, MoE with hash and score
- * routing under all three scoring functions, the indexer's KL loss), then the whole model for
- * L, L_mtp and the indexer loss, over every parameter tensor.
+ * A tiny random model (dim 32, 4 layers: window-only with hash routing, CSA whose indexer
+ * prunes, HCA, CSA, and an MTP block; T = 16 tokens, window 6) is built in memory. Each
+ * backward is checked on its own: RMSNorm, the linear, cross-entropy, the Sinkhorn split,
+ * hc_pre, hc_post, hc_head, compressor pooling with and without overlap (and its first, empty
+ * window), the whole-sequence compressor with and without the Hadamard rotation, attention of
+ * every layer type, MoE with hash and score routing under all three scoring functions (with a
+ * SwiGLU limit low enough that the clamps fire), the indexer's KL loss. Then the whole model
+ * for L, L_mtp and the indexer loss over its parameter tensors, and the tensors that must get
+ * no gradient (gate.bias, the indexer for L, MTP for L, ...) are checked to be exactly zero.
  *
- * Each check takes a random scalar objective f = sum c.y of the outputs (c fixed, random),
- * runs the analytic backward with dy = c, and compares sampled entries of the gradient with
- * the fourth-order central difference (8 (f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h of f,
- * accumulated in double. The forward under test is fp32, so the step is 1e-2 of the tensor's
- * RMS and the error of an entry is |fd - g| / (|g| + 0.1 rms(g)), required <= 1e-2 (correct
- * code lands around 1e-5..1e-4; a wrong factor, sign or missing term lands at O(1)). A sample
- * whose difference changes with the step (a clamp or ReLU kink inside the stencil) is skipped
- * and counted; few may be. Selections (experts, indexer rows) are frozen after the first
- * forward, as dsv4 grad takes them. Every check also runs once against a deliberately wrong
- * gradient (one entry off by 20 %), which must fail: the checks can fail. */
+ * Each check takes a random scalar objective f = sum c.y of the outputs (c fixed, random; or
+ * the loss), runs the analytic backward with dy = c and compares sampled entries of the
+ * gradient with the fourth-order central difference
+ *   (8 (f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h,
+ * accumulated in double with h = 5 % of the tensor's RMS. The forward under test is fp32, so
+ * a difference carries rounding noise of about |f| 1e-8 / h: the error of a tensor is the
+ * relative L2 norm of the disagreement beyond three times that noise, required <= 1e-2.
+ * Correct code lands well below; a wrong factor, sign, index or missing term lands at O(1)
+ * (mutations of the backward code, each caught, were used to check this). An entry whose
+ * difference moves with the step beyond its noise has a kink (a clamp, a ReLU) inside the
+ * stencil: it is skipped and counted, and at most half may be. Selections (experts, indexer
+ * rows) are frozen after the first forward, as dsv4 grad takes them. Every part-level check
+ * also runs against a deliberately wrong gradient (its largest entry 20 % off), which must
+ * fail: the checks can fail. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +40,13 @@
 #define TOL 1e-2  /* relative L2 error of the sampled gradient entries */
 #define STEP 0.05  /* finite-difference step, relative to the tensor's RMS */
 static double fd_step = STEP; /* smaller for objectives full of kinks */
+
+/* Under the sanitizers (slow) a quarter of the samples: there the point is memory safety. */
+#ifdef DSV4_SANITIZE
+enum { THIN = 4 };
+#else
+enum { THIN = 1 };
+#endif
 #define NOISE 3e-8 /* relative rounding noise of an fp32 objective (measured: ~1e-8) */
 
 static const char *TINY_CONFIG =
@@ -146,12 +159,13 @@ static void check_grad_opt(const char *what, objective f, void *ctx, float *x, c
                            bool control) {
     int skipped = 0;
     size_t at = 0;
+    samples = samples / THIN > 1 ? samples / THIN : 1;
     double err = fd_error(f, ctx, x, g, n, samples, &skipped, &at);
     int count = (size_t)samples >= n ? (int)n : samples;
     n_checks_run++;
     CHECK(err <= TOL, "%s: gradient vs finite differences: relative error %.3g (worst entry %zu, g = %.6g)", what, err, at,
           g[at]);
-    CHECK(skipped <= count / 4, "%s: %d of %d samples unstable (kinks)", what, skipped, count);
+    CHECK(2 * skipped <= count, "%s: %d of %d samples unstable (kinks)", what, skipped, count);
     if (!control) return;
     size_t big = n;
     double xs = 0.0;
@@ -603,7 +617,7 @@ static void test_model(dsv4_tmodel *tm) {
              * shared tables and the first and last layers show that path */
             bool mtp_path = !strncmp(p->name, "mtp.", 4) || strstr(p->name, "embed") || strstr(p->name, "head.") ||
                             !strncmp(p->name, "layers.0.", 9) || !strncmp(p->name, last_layer, strlen(last_layer));
-            if (v == 1 && !mtp_path) continue;
+            if ((v == 1 && !mtp_path) || i % THIN) continue;
             if (v == 2) fd_step = STEP / 10; /* the indexer's ReLU */
             check_grad_opt(what, model_f, &k, tm->params + p->off, tm->grads + p->off, p->n, 1, false);
             fd_step = STEP;

@@ -4,7 +4,9 @@
  * the weights dequantised from whatever format they are stored in) and its backward. The loss
  * is L = mean_{i<T-1} CE(logits_i, ids[i+1]), or with --mtp the MTP block's
  * L_mtp = mean_{i<T-2} CE(mtp_logits_i, ids[i+2]) (row i fed the final streams at position i
- * and ids[i+1]). Expert choices and the indexer's top-k are taken as the forward makes them.
+ * and ids[i+1]), or with --indexer the lightning indexers' KL loss toward the main attention
+ * (src/train/indexer_train.c; it trains only the indexers' parameters). Expert choices and
+ * the indexer's top-k are taken as the forward makes them.
  * The gradient is written as F32 safetensors under the official tensor names; tensors whose
  * gradient is exactly zero (the indexer's, gate.bias, and for L every mtp.* tensor) are left
  * out, as in the reference files.
@@ -25,7 +27,7 @@
 #include "train/train.h"
 
 static const char *usage =
-    "usage: dsv4 grad [-m DIR] --ids 0,17,42,...|@FILE.json [--out GRADS.safetensors] [--mtp]\n"
+    "usage: dsv4 grad [-m DIR] --ids 0,17,42,...|@FILE.json [--out GRADS.safetensors] [--mtp | --indexer]\n"
     "                 [--ref REF.safetensors [--rtol 1e-4] [-v]] [--threads N]\n";
 
 static bool all_zero(const float *v, size_t n) {
@@ -117,7 +119,7 @@ static int compare_ref(const char *cmd, const got_set *got, const char *path, do
 
 int cmd_grad(int argc, char **argv) {
     const char *cmd = "grad", *dir = NULL, *ids_spec = NULL, *out = NULL, *ref = NULL;
-    bool mtp = false, verbose = false;
+    bool mtp = false, indexer = false, verbose = false;
     double rtol = 1e-4;
     dsv4_open_opts opts = {0};
     for (int i = 1; i < argc; i++) {
@@ -140,6 +142,8 @@ int cmd_grad(int argc, char **argv) {
             if (!cli_float(cli_value(argc, argv, &i), &rtol) || !(rtol >= 0)) return cli_fail(cmd, "--rtol needs a number >= 0"), 2;
         } else if (cli_is(a, NULL, "--mtp")) {
             mtp = true;
+        } else if (cli_is(a, NULL, "--indexer")) {
+            indexer = true;
         } else if (cli_is(a, "-v", "--verbose")) {
             verbose = true;
         } else {
@@ -151,6 +155,7 @@ int cmd_grad(int argc, char **argv) {
         fputs(usage, stderr);
         return 2;
     }
+    if (mtp && indexer) return cli_fail(cmd, "--mtp and --indexer are exclusive"), 2;
     if (!dir) dir = cli_default_model();
     int *ids = NULL, T = 0;
     if (!cli_parse_ids(cmd, ids_spec, &ids, &T)) return 2;
@@ -179,7 +184,7 @@ int cmd_grad(int argc, char **argv) {
         goto done;
     }
     double t1 = dsv4_now();
-    dsv4_loss_opts lo = {mtp ? 0.0f : 1.0f, mtp ? 1.0f : 0.0f, 0.0f};
+    dsv4_loss_opts lo = {mtp || indexer ? 0.0f : 1.0f, mtp ? 1.0f : 0.0f, indexer ? 1.0f : 0.0f};
     dsv4_losses losses;
     if (dsv4_train_forward(tm, tp, (const int32_t *)ids, T, &lo, &losses)) {
         rc = cli_fail_lib(cmd, "forward");
@@ -193,6 +198,7 @@ int cmd_grad(int argc, char **argv) {
     }
     double t3 = dsv4_now();
     if (mtp) printf("loss_mtp %.9g\n", losses.mtp);
+    else if (indexer) printf("loss_indexer %.9g\n", losses.indexer);
     else printf("loss %.9g\n", losses.main);
     fprintf(stderr, "dsv4 grad: %d tokens, load %.2f s, forward %.2f s, backward %.2f s (%d threads)\n", T, t1 - t0,
             t2 - t1, t3 - t2, dsv4_threads());

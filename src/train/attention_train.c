@@ -17,7 +17,8 @@
  *   ds_j = p_j (dp_j - delta),  dq += sum_j ds_j k_j / sqrt(D),
  *   dk_j += ds_j q / sqrt(D) + p_j do,  dsigma = -p_sink delta.
  * The scores are recomputed from q, k and the saved lse (nothing of size T x keys is kept).
- * Queries run in parallel; key gradients gather in per-thread buffers summed in thread order.
+ * Queries run in parallel in fixed ranges whose key gradients are summed in range order, so
+ * the gradient does not depend on the number of threads.
  * Then each path in reverse: RoPE (the opposite rotation), the norms, the linears; the
  * compressed rows' gradient goes through the compressor into u. The indexer is not
  * differentiated here: its top-k is a choice, and its parameters learn from their own loss. */
@@ -159,16 +160,20 @@ dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_
 }
 
 /* The core's backward: do_ [T, H*D] (the gradient of o before de-rotation) -> dq [T, H*D],
- * dkeys [T + n_comp, D], dsink [H] (all added). */
+ * dkeys [T + n_comp, D], dsink [H] (all added). Queries are cut into a fixed number of
+ * ranges, each summing its key gradients in a buffer of its own, and the buffers are added in
+ * range order: the result does not depend on the number of threads. */
+enum { KEY_RANGES = 8 };
+
 static dsv4_status attend_backward(const struct dsv4_config *c, const dsv4_attn_w *aw, int T, const dsv4_attn_act *act,
                                    const float *do_, float *dq, float *dkeys, double *dsink) {
     int H = c->n_heads, D = c->head_dim, W = c->window_size, n_keys = T + act->comp.n_rows;
-    int topk = aw->has_indexer ? aw->indexer.topk : 0, kmax = max_keys(c, aw, act), nth = omp_get_max_threads();
+    int topk = aw->has_indexer ? aw->indexer.topk : 0, kmax = max_keys(c, aw, act);
     float scale = 1.0f / sqrtf((float)D);
-    int *idx_all = malloc((size_t)nth * kmax * sizeof(int));
-    float *s_all = malloc((size_t)nth * 2 * kmax * sizeof(float));
-    float *dk_all = calloc((size_t)nth * n_keys * D, sizeof(float));
-    double *ds_all = calloc((size_t)nth * H, sizeof(double));
+    int *idx_all = malloc((size_t)KEY_RANGES * kmax * sizeof(int));
+    float *s_all = malloc((size_t)KEY_RANGES * 2 * kmax * sizeof(float));
+    float *dk_all = calloc((size_t)KEY_RANGES * n_keys * D, sizeof(float));
+    double *ds_all = calloc((size_t)KEY_RANGES * H, sizeof(double));
     if (!idx_all || !s_all || !dk_all || !ds_all) {
         free(idx_all);
         free(s_all);
@@ -176,43 +181,45 @@ static dsv4_status attend_backward(const struct dsv4_config *c, const dsv4_attn_
         free(ds_all);
         return dsv4_error(DSV4_ENOMEM, "out of memory in the attention backward (%d tokens)", T);
     }
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        int th = omp_get_thread_num();
-        int *idx = idx_all + (size_t)th * kmax;
-        float *p = s_all + (size_t)th * 2 * kmax, *dp = p + kmax, *dk = dk_all + (size_t)th * n_keys * D;
-        int K = key_list(aw, W, T, t, act, topk, idx);
-        for (int h = 0; h < H; h++) {
-            const float *qh = act->q + ((size_t)t * H + h) * D, *doh = do_ + ((size_t)t * H + h) * D;
-            float lse = act->lse[(size_t)t * H + h], *dqh = dq + ((size_t)t * H + h) * D;
-            double delta = 0.0;
-            for (int j = 0; j < K; j++) {
-                const float *k = key_row(act, T, D, idx[j]);
-                float d = 0.0f, g = 0.0f;
-                for (int i = 0; i < D; i++) {
-                    d += qh[i] * k[i];
-                    g += doh[i] * k[i];
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int rg = 0; rg < KEY_RANGES; rg++) {
+        int *idx = idx_all + (size_t)rg * kmax;
+        float *p = s_all + (size_t)rg * 2 * kmax, *dp = p + kmax, *dk = dk_all + (size_t)rg * n_keys * D;
+        double *dsr = ds_all + (size_t)rg * H;
+        for (int t = (int)((long long)T * rg / KEY_RANGES); t < (int)((long long)T * (rg + 1) / KEY_RANGES); t++) {
+            int K = key_list(aw, W, T, t, act, topk, idx);
+            for (int h = 0; h < H; h++) {
+                const float *qh = act->q + ((size_t)t * H + h) * D, *doh = do_ + ((size_t)t * H + h) * D;
+                float lse = act->lse[(size_t)t * H + h], *dqh = dq + ((size_t)t * H + h) * D;
+                double delta = 0.0;
+                for (int j = 0; j < K; j++) {
+                    const float *k = key_row(act, T, D, idx[j]);
+                    float d = 0.0f, g = 0.0f;
+                    for (int i = 0; i < D; i++) {
+                        d += qh[i] * k[i];
+                        g += doh[i] * k[i];
+                    }
+                    p[j] = expf(d * scale - lse);
+                    dp[j] = g;
+                    delta += (double)p[j] * g;
                 }
-                p[j] = expf(d * scale - lse);
-                dp[j] = g;
-                delta += (double)p[j] * g;
-            }
-            for (int j = 0; j < K; j++) {
-                const float *k = key_row(act, T, D, idx[j]);
-                float ds = p[j] * (dp[j] - (float)delta) * scale, pj = p[j];
-                float *dkj = dk + (size_t)idx[j] * D;
-                for (int i = 0; i < D; i++) {
-                    dqh[i] += ds * k[i];
-                    dkj[i] += ds * qh[i] + pj * doh[i];
+                for (int j = 0; j < K; j++) {
+                    const float *k = key_row(act, T, D, idx[j]);
+                    float ds = p[j] * (dp[j] - (float)delta) * scale, pj = p[j];
+                    float *dkj = dk + (size_t)idx[j] * D;
+                    for (int i = 0; i < D; i++) {
+                        dqh[i] += ds * k[i];
+                        dkj[i] += ds * qh[i] + pj * doh[i];
+                    }
                 }
+                dsr[h] -= exp((double)aw->sink[h] - lse) * delta;
             }
-            ds_all[(size_t)th * H + h] -= exp((double)aw->sink[h] - lse) * delta;
         }
     }
-    for (int th = 0; th < nth; th++) {
-        const float *dk = dk_all + (size_t)th * n_keys * D;
+    for (int rg = 0; rg < KEY_RANGES; rg++) {
+        const float *dk = dk_all + (size_t)rg * n_keys * D;
         for (size_t i = 0; i < (size_t)n_keys * D; i++) dkeys[i] += dk[i];
-        for (int h = 0; h < H; h++) dsink[h] += ds_all[(size_t)th * H + h];
+        for (int h = 0; h < H; h++) dsink[h] += ds_all[(size_t)rg * H + h];
     }
     free(idx_all);
     free(s_all);

@@ -22,7 +22,7 @@
  * table) and the lightning indexer's top-k are taken as the forward computed them, and the
  * gradient flows through the selected values only. The indexer's own parameters are trained by
  * a separate KL loss toward the main attention's distribution over the selected compressed
- * rows (indexer_loss.c); the LM loss does not reach them. gate.bias steers selection only and
+ * rows (indexer_train.c); the LM loss does not reach them. gate.bias steers selection only and
  * gets no gradient (the trainer updates it with the auxiliary-loss-free rule). */
 #ifndef DSV4_TRAIN_H
 #define DSV4_TRAIN_H
@@ -55,7 +55,8 @@ typedef struct dsv4_tmodel {
     int n_tid2eid;
 } dsv4_tmodel;
 
-/* A model with every parameter zero (initialise it yourself; hash tables are all expert 0..k-1). */
+/* A model with every parameter zero, to be initialised by the caller; the hash-routing tables
+ * get a balanced default (token t's k-th expert is (t*K + k) mod E). */
 dsv4_status dsv4_tmodel_new(const struct dsv4_config *cfg, dsv4_tmodel **out);
 /* fp32 master copies of a loaded model's weights (FP8/FP4 dequantised exactly). */
 dsv4_status dsv4_tmodel_from_model(const struct dsv4_model *m, dsv4_tmodel **out);
@@ -130,12 +131,13 @@ typedef struct dsv4_head_act {
 typedef struct dsv4_loss_opts {
     float main;        /* weight of L = mean_i CE(logits_i, ids[i+1]) */
     float mtp;         /* weight of L_mtp = mean_i CE(mtp_logits_i, ids[i+2]); 0 skips the MTP block */
-    float indexer;     /* weight of the indexer KL loss; 0 skips it */
+    float indexer;     /* weight of the indexer loss (the sum over CSA layers of the mean KL
+                        * per query, indexer_train.c); 0 skips it */
 } dsv4_loss_opts;
 
 typedef struct dsv4_losses {
     double main, mtp, indexer;
-    int n_main, n_mtp, n_indexer; /* terms averaged */
+    int n_main, n_mtp, n_indexer; /* terms averaged (n_indexer: queries over all CSA layers) */
 } dsv4_losses;
 
 typedef struct dsv4_tape {
@@ -216,7 +218,7 @@ dsv4_status dsv4_hc_head_backward(const dsv4_hc_w *w, const float *X, int n, int
 /* ---- the compressor (compressor_train.c) ----------------------------------------------------- */
 
 /* dsv4_compressor_pool's gradient: dout [dc] -> dkv, dscore in the state-buffer layout
- * (written). */
+ * (added). */
 void dsv4_compressor_pool_backward(const dsv4_compressor_w *w, const float *kv, const float *score, const float *dout,
                                    float *dkv, float *dscore);
 /* Whole-sequence compressor over u [T, dim]: the n = T/ratio completed rows. */
@@ -229,9 +231,13 @@ dsv4_status dsv4_compressor_train_backward(const struct dsv4_model *m, const dsv
 
 /* ---- attention (attention_train.c) ----------------------------------------------------------- */
 
+/* out [T, dim] = Attention(u) at positions 0..T-1; act keeps what the backward needs (its
+ * sel / n_sel arrays are the caller's: with reuse_sel they are read, else the indexer fills
+ * them); indexer_loss keeps what the indexer loss needs too. */
 dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_attn_w *aw, const float *u, int T,
                                          float *out, dsv4_attn_act *act, bool reuse_sel, bool indexer_loss,
                                          dsv4_workspace *ws);
+/* dout [T, dim] -> du [T, dim] (added) and gw; the indexer is not differentiated. */
 dsv4_status dsv4_attention_train_backward(const struct dsv4_model *m, const dsv4_attn_w *aw, const float *u, int T,
                                           const dsv4_attn_act *act, const float *dout, float *du,
                                           const dsv4_attn_w *gw);
@@ -252,15 +258,20 @@ dsv4_status dsv4_indexer_loss_backward(const struct dsv4_model *m, const dsv4_at
 
 /* ---- MoE (moe_train.c) ----------------------------------------------------------------------- */
 
+/* out [T, dim] = MoE(u) for tokens ids (hash routing); act's idx / slot / start arrays are
+ * the caller's (with reuse_sel, idx is read instead of chosen). */
 dsv4_status dsv4_moe_train_forward(const struct dsv4_model *m, const dsv4_moe_w *w, const float *u, const int32_t *ids,
                                    int T, float *out, dsv4_moe_act *act, bool reuse_sel, dsv4_workspace *ws);
+/* dout -> du (added) and gw (gate.bias gets nothing). */
 dsv4_status dsv4_moe_train_backward(const struct dsv4_model *m, const dsv4_moe_w *w, const float *u, int T,
                                     const dsv4_moe_act *act, const float *dout, float *du, const dsv4_moe_w *gw);
 /* dsv4_moe_route's gradient: dweight [K] of the chosen experts -> dlogits [E] (added). */
 void dsv4_moe_route_backward(const struct dsv4_config *c, const dsv4_moe_w *w, const float *logits, int32_t token,
                              const int *idx, const float *weight, const float *dweight, float *dlogits);
 
-/* ---- a block (model_train.c) ----------------------------------------------------------------- */
+/* ---- a block (model_train.c) -----------------------------------------------------------------
+ * Y [T, hc, d] = the block on the streams X; the backward adds dX and the gradients gL, plus
+ * indexer_scale times the gradient of the block's indexer loss (CSA, when kept). */
 
 dsv4_status dsv4_block_train_forward(const struct dsv4_model *m, const dsv4_layer_w *L, const float *X,
                                      const int32_t *ids, int T, float *Y, dsv4_block_act *act, bool reuse_sel,

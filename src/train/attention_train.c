@@ -68,8 +68,7 @@ dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_
     act->lse = dsv4_ws_alloc(ws, (size_t)T * H);
     act->o = dsv4_ws_alloc(ws, (size_t)T * H * D);
     act->zo = dsv4_ws_alloc(ws, (size_t)T * G * olr);
-    float *og = dsv4_ws_alloc(ws, (size_t)T * hg * D);
-    if (!act->qa || !act->q_lat || !act->qb || !act->q || !act->kva || !act->kv || !act->lse || !act->o || !act->zo || !og)
+    if (!act->qa || !act->q_lat || !act->qb || !act->q || !act->kva || !act->kv || !act->lse || !act->o || !act->zo)
         return dsv4_error(DSV4_ENOMEM, "out of memory in the attention forward (%d tokens)", T);
 
     /* query */
@@ -148,13 +147,16 @@ dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_
     free(idx_all);
     free(s_all);
 
-    /* grouped low-rank output projection */
+    /* grouped low-rank output projection (og: one group's heads, contiguous) */
+    float *og = malloc(((size_t)T * hg * D + 1) * sizeof(float));
+    if (!og) return dsv4_error(DSV4_ENOMEM, "out of memory in the attention forward (%d tokens)", T);
     for (int g = 0; g < G; g++) {
         for (int t = 0; t < T; t++)
             memcpy(og + (size_t)t * hg * D, act->o + (size_t)t * H * D + (size_t)g * hg * D, (size_t)hg * D * sizeof(float));
         dsv4_linear view = dsv4_linear_rows(&aw->wo_a, g * olr, olr);
         dsv4_matmul_ld(&view, og, T, act->zo + (size_t)g * olr, G * olr);
     }
+    free(og);
     dsv4_matmul(&aw->wo_b, act->zo, T, out);
     return DSV4_OK;
 }

@@ -45,9 +45,18 @@ dsv4_status dsv4_indexer_train_forward(const struct dsv4_model *m, const dsv4_at
     if (!select && !keep) return DSV4_OK;
     dsv4_status rc = dsv4_compressor_train_forward(m, &ix->comp, aw->rope, u, T, &act->icomp, ws);
     if (rc) return rc;
-    float *q = dsv4_ws_alloc(ws, (size_t)T * nh * hd), *w = dsv4_ws_alloc(ws, (size_t)T * nh);
+    /* queries and head weights: kept for the loss, else scratch */
+    size_t nq = (size_t)T * nh * hd + 1, nw = (size_t)T * nh + 1;
+    float *q = keep ? dsv4_ws_alloc(ws, nq) : malloc(nq * sizeof(float));
+    float *w = keep ? dsv4_ws_alloc(ws, nw) : malloc(nw * sizeof(float));
     float *isc = keep ? dsv4_ws_alloc(ws, (size_t)T * topk + 1) : NULL;
-    if (!q || !w || (keep && !isc)) return dsv4_error(DSV4_ENOMEM, "out of memory in the indexer (%d tokens)", T);
+    if (!q || !w || (keep && !isc)) {
+        if (!keep) {
+            free(q);
+            free(w);
+        }
+        return dsv4_error(DSV4_ENOMEM, "out of memory in the indexer (%d tokens)", T);
+    }
     dsv4_matmul(&ix->wq_b, act->q_lat, T, q);
 #pragma omp parallel for schedule(static) if (T > 1)
     for (int t = 0; t < T; t++)
@@ -63,7 +72,13 @@ dsv4_status dsv4_indexer_train_forward(const struct dsv4_model *m, const dsv4_at
     const float *keys = act->icomp.rows;
     int n_keys = act->icomp.n_rows, nth = omp_get_max_threads();
     float *scores_all = malloc(((size_t)nth * (size_t)(n_keys + 1)) * sizeof(float));
-    if (!scores_all) return dsv4_error(DSV4_ENOMEM, "out of memory scoring %d indexer keys", n_keys);
+    if (!scores_all) {
+        if (!keep) {
+            free(q);
+            free(w);
+        }
+        return dsv4_error(DSV4_ENOMEM, "out of memory scoring %d indexer keys", n_keys);
+    }
 #pragma omp parallel for schedule(dynamic, 4) if (T > 1)
     for (int t = 0; t < T; t++) {
         const float *qt = q + (size_t)t * nh * hd, *wt = w + (size_t)t * nh;
@@ -82,6 +97,9 @@ dsv4_status dsv4_indexer_train_forward(const struct dsv4_model *m, const dsv4_at
         act->iq = q;
         act->iw = w;
         act->isc = isc;
+    } else {
+        free(q);
+        free(w);
     }
     return DSV4_OK;
 }

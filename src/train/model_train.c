@@ -297,9 +297,11 @@ dsv4_status dsv4_train_forward(dsv4_tmodel *tm, dsv4_tape *tp, const int32_t *id
     dsv4_loss_opts none = {1.0f, 0.0f, 0.0f};
     if (!lo) lo = &none;
     if (lo->mtp != 0.0f && !m->mtp) return dsv4_error(DSV4_EUNSUPPORTED, "the MTP loss needs a model with an MTP block");
+    tp->ready = false;
     dsv4_status rc = tape_prepare(tm, tp, T);
     if (rc) return rc;
     bool reuse = tp->reuse_routing && tp->routed && tp->T == T && !memcmp(tp->ids, ids, (size_t)T * sizeof(int32_t));
+    if (!reuse) tp->routed = tp->mtp_routed = false; /* until this forward has made them all */
     tp->T = T;
     tp->lo = *lo;
     memcpy(tp->ids, ids, (size_t)T * sizeof(int32_t));
@@ -342,7 +344,7 @@ dsv4_status dsv4_train_forward(dsv4_tmodel *tm, dsv4_tape *tp, const int32_t *id
         tp->losses.indexer = total;
     }
     tp->mtp_routed = want_mtp || (reuse && tp->mtp_routed);
-    tp->routed = true;
+    tp->routed = tp->ready = true;
     if (out) *out = tp->losses;
     return DSV4_OK;
 }
@@ -352,6 +354,7 @@ dsv4_status dsv4_train_backward(dsv4_tmodel *tm, dsv4_tape *tp) {
     const struct dsv4_config *c = &m->cfg;
     int T = tp->T, hc = c->hc_mult, d = c->dim;
     const dsv4_loss_opts *lo = &tp->lo;
+    if (!tp->ready) return dsv4_error(DSV4_EINVAL, "training backward: no completed forward on this tape");
     size_t nX = (size_t)T * hc * d;
     float *dX = calloc(nX + 1, sizeof(float)), *dY = calloc(nX + 1, sizeof(float));
     dsv4_status rc = DSV4_OK;

@@ -137,16 +137,17 @@ dsv4_status dsv4_moe_train_forward(const struct dsv4_model *m, const dsv4_moe_w 
     act->p = dsv4_ws_alloc(ws, (size_t)T * K * inter);
     act->sg = dsv4_ws_alloc(ws, (size_t)T * inter);
     act->sp = dsv4_ws_alloc(ws, (size_t)T * inter);
-    /* an expert sees at most T*K rows (a hash table may repeat an expert within a token) */
+    /* scratch: an expert sees at most T*K rows (a hash table may repeat an expert in a token) */
     size_t rows = (size_t)T * K;
-    float *xe = dsv4_ws_alloc(ws, rows * dim), *ye = dsv4_ws_alloc(ws, rows * dim);
-    float *h = dsv4_ws_alloc(ws, rows * inter), *rw = dsv4_ws_alloc(ws, rows);
-    float *s = dsv4_ws_alloc(ws, (size_t)E);
+    float *xe = malloc((rows * dim + 1) * sizeof(float)), *ye = malloc((rows * dim + 1) * sizeof(float));
+    float *h = malloc((rows * inter + 1) * sizeof(float)), *rw = malloc((rows + 1) * sizeof(float));
+    float *s = malloc(((size_t)E + 1) * sizeof(float));
     int *fill = malloc((size_t)(E + 1) * sizeof(int));
+    dsv4_status rc = DSV4_OK;
     if (!act->logits || !act->weight || !act->g || !act->p || !act->sg || !act->sp || !xe || !ye || !h || !rw || !s ||
         !fill) {
-        free(fill);
-        return dsv4_error(DSV4_ENOMEM, "out of memory in the MoE forward (%d tokens)", T);
+        rc = dsv4_error(DSV4_ENOMEM, "out of memory in the MoE forward (%d tokens)", T);
+        goto done;
     }
 
     dsv4_matmul(&w->gate, u, T, act->logits);
@@ -163,7 +164,6 @@ dsv4_status dsv4_moe_train_forward(const struct dsv4_model *m, const dsv4_moe_w 
     for (int e = 0; e < E; e++) act->start[e + 1] += act->start[e];
     memcpy(fill, act->start, (size_t)(E + 1) * sizeof(int));
     for (int i = 0; i < T * K; i++) act->slot[fill[act->idx[i]]++] = i;
-    free(fill);
 
     memset(out, 0, (size_t)T * dim * sizeof(float));
     for (int e = 0; e < E; e++) {
@@ -191,7 +191,14 @@ dsv4_status dsv4_moe_train_forward(const struct dsv4_model *m, const dsv4_moe_w 
     swiglu(act->sg, act->sp, T, inter, L, NULL, h);
     dsv4_matmul(&w->shared.w2, h, T, ye);
     for (size_t i = 0; i < (size_t)T * dim; i++) out[i] += ye[i];
-    return DSV4_OK;
+done:
+    free(xe);
+    free(ye);
+    free(h);
+    free(rw);
+    free(s);
+    free(fill);
+    return rc;
 }
 
 dsv4_status dsv4_moe_train_backward(const struct dsv4_model *m, const dsv4_moe_w *w, const float *u, int T,

@@ -149,6 +149,7 @@ typedef struct dsv4_tape {
      * finite-difference check needs; false: choose them as inference does */
     bool reuse_routing;
     bool routed, mtp_routed; /* the main (MTP) selections are valid for ids[0..T) */
+    bool ready;        /* a forward completed: the backward may run */
     int n_layers;
     dsv4_workspace ws; /* float activations, reset by every forward */
     dsv4_block_act *layers;
@@ -163,6 +164,7 @@ typedef struct dsv4_tape {
     dsv4_head_act mtp_head;
 } dsv4_tape;
 
+/* A tape serves one model (its arrays are sized by that model's config). */
 dsv4_tape *dsv4_tape_new(void);
 void dsv4_tape_free(dsv4_tape *tp);
 

@@ -10,4 +10,5 @@ int cmd_chat(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
 #endif

@@ -19,6 +19,7 @@ static const struct {
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)"},
     {"data", cmd_data, "build the training data set (data build), or its text (data text)"},
     {"eval", cmd_eval, "held-out accuracy per task, needle retrieval, tool-call round trip"},
+    {"grad", cmd_grad, "loss of a token list and its gradient w.r.t. every weight (.safetensors)"},
 };
 
 static void usage(FILE *f) {

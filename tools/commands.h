@@ -6,4 +6,10 @@ int cmd_logits(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
 #endif

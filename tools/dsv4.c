@@ -10,11 +10,17 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
+    {"run", cmd_run, "answer one prompt, streamed (-p TEXT)"},
+    {"chat", cmd_chat, "interactive multi-turn chat"},
     {"info", cmd_info, "config summary, parameter counts, weight bytes, KV bytes per token"},
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
     {"render", cmd_render, "print the prompt a conversation encodes to (chat format)"},
     {"serve", cmd_serve, "OpenAI- and Anthropic-compatible HTTP server (docs/server.md)"},
     {"tokenize", cmd_tokenize, "text to token ids and back (JSON lines)"},
+    {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)"},
+    {"data", cmd_data, "build the training data set (data build), or its text (data text)"},
+    {"eval", cmd_eval, "held-out accuracy per task, needle retrieval, tool-call round trip"},
+    {"grad", cmd_grad, "loss of a token list and its gradient w.r.t. every weight (.safetensors)"},
 };
 
 static void usage(FILE *f) {

@@ -66,11 +66,22 @@ dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t
                     break;
                 }
                 shape[(*ndim)++] = v;
-                n *= (size_t)v;
+                size_t bytes;
+                if (!dsv4_mul_ok(n, (size_t)v, &n) || !dsv4_mul_ok(n, sizeof(float), &bytes)) {
+                    rc = dsv4_error(DSV4_EFORMAT, "%s: shape overflows", path);
+                    break;
+                }
                 p = end;
                 while (*p == ',' || *p == ' ') p++;
             }
         }
+    }
+    if (!rc) {
+        /* the data must be in the file before we allocate for it */
+        long here = ftell(f);
+        if (here < 0 || fseek(f, 0, SEEK_END) != 0 || (size_t)(ftell(f) - here) / sizeof(float) < n ||
+            fseek(f, here, SEEK_SET) != 0)
+            rc = dsv4_error(DSV4_EFORMAT, "%s: truncated data: the shape needs %zu floats", path, n);
     }
     if (!rc) {
         *data = malloc(n * sizeof(float) + 1);

@@ -51,6 +51,21 @@ int dsv4_topk(const float *s, int n, int k, int *out) {
     return k;
 }
 
+void dsv4_indexer_scores(const float *q, const float *w, int nh, int hd, const float *keys, int n_keys,
+                         float *scores) {
+    for (int k = 0; k < n_keys; k++) {
+        const float *key = keys + (size_t)k * hd;
+        float s = 0.0f;
+        for (int h = 0; h < nh; h++) {
+            float d = 0.0f;
+            const float *qh = q + (size_t)h * hd;
+            for (int i = 0; i < hd; i++) d += qh[i] * key[i];
+            s += w[h] * fmaxf(d, 0.0f);
+        }
+        scores[k] = s;
+    }
+}
+
 dsv4_status dsv4_indexer_forward(const struct dsv4_model *m, const dsv4_attn_w *aw, const dsv4_fwd_batch *b,
                                  const float *u, const float *q_lat, int *sel, int *n_sel, dsv4_workspace *ws) {
     const struct dsv4_config *c = &m->cfg;
@@ -104,18 +119,7 @@ dsv4_status dsv4_indexer_forward(const struct dsv4_model *m, const dsv4_attn_w *
             int visible = (b->pos[r] + 1) / 4;
             if (visible > n_keys) visible = n_keys;
             float *scores = scores_all + (size_t)omp_get_thread_num() * (size_t)(n_keys + 1);
-            const float *qr = q + (size_t)r * nh * hd, *wr = w + (size_t)r * nh;
-            for (int k = 0; k < visible; k++) {
-                const float *key = keys + (size_t)k * hd;
-                float s = 0.0f;
-                for (int h = 0; h < nh; h++) {
-                    float d = 0.0f;
-                    const float *qh = qr + (size_t)h * hd;
-                    for (int i = 0; i < hd; i++) d += qh[i] * key[i];
-                    s += wr[h] * fmaxf(d, 0.0f);
-                }
-                scores[k] = s;
-            }
+            dsv4_indexer_scores(q + (size_t)r * nh * hd, w + (size_t)r * nh, nh, hd, keys, visible, scores);
             n_sel[r] = dsv4_topk(scores, visible, ix->topk, sel + (size_t)r * ix->topk);
         }
         free(scores_all);

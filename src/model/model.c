@@ -65,6 +65,7 @@ void dsv4_ws_free(dsv4_workspace *ws) {
 
 dsv4_status dsv4_model_open(const char *dir, const dsv4_open_opts *opts, dsv4_model **out) {
     *out = NULL;
+    if (!dir || !dir[0]) return dsv4_error(DSV4_EINVAL, "dsv4_model_open: no model directory given");
     dsv4_open_opts def = {0};
     if (!opts) opts = &def;
     dsv4_numeric_init();

@@ -57,9 +57,8 @@ void dsv4_moe_route(const struct dsv4_config *c, const dsv4_moe_w *w, const floa
     if (sb != biased) free(sb);
 }
 
-/* y[n, dim] = w2(route_w * swiglu(w1 x, w3 x)) for n rows of x (route_w NULL: weight 1). */
-static void expert_forward(const struct dsv4_model *m, const dsv4_expert_w *e, const float *x, int n, const float *route_w,
-                           float *y, float *xq, float *g, float *p) {
+void dsv4_expert_forward(const struct dsv4_model *m, const dsv4_expert_w *e, const float *x, int n, const float *route_w,
+                         float *y, float *xq, float *g, float *p) {
     const struct dsv4_config *c = &m->cfg;
     int dim = c->dim, inter = c->moe_inter_dim;
     float L = c->swiglu_limit;
@@ -115,6 +114,8 @@ dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, co
     memset(out, 0, (size_t)N * dim * sizeof(float));
     for (int e = 0; e < E; e++) {
         if (!count[e]) continue;
+        /* a token's experts are distinct (top-k, or a tid2eid row checked at load), so an
+         * expert gathers at most N rows */
         int ne = 0;
         for (int r = 0; r < N; r++)
             for (int k = 0; k < K; k++)
@@ -124,14 +125,14 @@ dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, co
                     memcpy(xe + (size_t)ne * dim, u + (size_t)r * dim, (size_t)dim * sizeof(float));
                     ne++;
                 }
-        expert_forward(m, &w->experts[e], xe, ne, rw, ye, xq, g, p);
+        dsv4_expert_forward(m, &w->experts[e], xe, ne, rw, ye, xq, g, p);
         for (int i = 0; i < ne; i++) {
             float *o = out + (size_t)rows[i] * dim;
             const float *y = ye + (size_t)i * dim;
             for (int d = 0; d < dim; d++) o[d] += y[d];
         }
     }
-    expert_forward(m, &w->shared, u, N, NULL, ye, xq, g, p);
+    dsv4_expert_forward(m, &w->shared, u, N, NULL, ye, xq, g, p);
     for (size_t i = 0; i < (size_t)N * dim; i++) out[i] += ye[i];
     free(idx);
     free(rows);

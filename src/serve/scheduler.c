@@ -12,8 +12,8 @@
  * opening of a required tool call) mask every other logit; a request without tools never
  * samples the DSML token; a slot whose context is full stops with finish reason "length".
  *
- * Only the queue is shared with other threads (under the mutex); slots belong to the
- * engine thread alone. */
+ * Only the queue and the counters are shared with other threads (under the mutex); the slots
+ * belong to the engine thread alone. */
 #include "serve/scheduler.h"
 
 #include <math.h>

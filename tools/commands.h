@@ -3,4 +3,5 @@
 #define DSV4_COMMANDS_H
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 #endif

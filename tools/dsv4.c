@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "config summary, parameter counts, weight bytes, KV bytes per token"},
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
+    {"bench", cmd_bench, "decode and prefill speed against the measured bandwidth and FMA peak"},
     {"synth", cmd_synth, "write a random checkpoint shaped like DeepSeek-V4-Flash or -Pro"},
 };
 

@@ -412,10 +412,11 @@ static void fp8_linear(tlist *L, const char *prefix, int64_t rows, int64_t cols)
     int e = log2_ceil(4.0 * sigma / 448.0);
     uint64_t bkey = name_key(L->seed ^ 0x5ca1e, prefix);
     snprintf(n, sizeof n, "%s.weight", prefix);
-    tensor *w = push(L, n, DSV4_DT_F8_E4M3, rows, cols, G_FP8);
+    push(L, n, DSV4_DT_F8_E4M3, rows, cols, G_FP8);
     snprintf(n, sizeof n, "%s.scale", prefix);
-    tensor *s = push(L, n, DSV4_DT_F8_E8M0, (rows + 127) / 128, (cols + 127) / 128, G_FP8_SCALE);
-    if (!w || !s) return;
+    push(L, n, DSV4_DT_F8_E8M0, (rows + 127) / 128, (cols + 127) / 128, G_FP8_SCALE);
+    if (L->rc) return;
+    tensor *w = &L->t[L->n - 2], *s = &L->t[L->n - 1]; /* (push may move the list) */
     w->g.rows = s->g.rows = rows;
     w->g.cols = s->g.cols = cols;
     w->g.block_key = s->g.block_key = bkey;
@@ -430,10 +431,11 @@ static void fp4_linear(tlist *L, const char *prefix, int64_t rows, int64_t cols)
     int e = log2_ceil(2.5 * sigma / 6.0);
     uint64_t bkey = name_key(L->seed ^ 0x5ca1e, prefix);
     snprintf(n, sizeof n, "%s.weight", prefix);
-    tensor *w = push(L, n, DSV4_DT_I8, rows, cols / 2, G_FP4);
+    push(L, n, DSV4_DT_I8, rows, cols / 2, G_FP4);
     snprintf(n, sizeof n, "%s.scale", prefix);
-    tensor *s = push(L, n, DSV4_DT_F8_E8M0, rows, cols / 32, G_FP4_SCALE);
-    if (!w || !s) return;
+    push(L, n, DSV4_DT_F8_E8M0, rows, cols / 32, G_FP4_SCALE);
+    if (L->rc) return;
+    tensor *w = &L->t[L->n - 2], *s = &L->t[L->n - 1]; /* (push may move the list) */
     w->g.rows = s->g.rows = rows;
     w->g.cols = s->g.cols = cols;
     w->g.block_key = s->g.block_key = bkey;

@@ -1,0 +1,72 @@
+/* bench.h: how fast the engine runs, against what this machine can do.
+ *
+ * Decode is limited by memory bandwidth: each token reads the active weights once. The
+ * benchmark therefore reports, from one run, the decode rate, the weight bytes a decoded
+ * token touches (counted from the weights actually used: embedding row, attention, indexer,
+ * compressors, mHC, router, shared expert, the routed experts the router picked, head), the
+ * memory bandwidth measured right then with STREAM-like loops over buffers far larger than
+ * the caches, and their ratio: bytes/token x tokens/s / bandwidth. Prefill is limited by
+ * arithmetic: it reports the GFLOP/s of the matrix products (whole model, and the expert
+ * products alone) against the multiply-add peak measured with a register-blocked FMA loop
+ * on every thread. Because the machine may be shared, only ratios measured in the same run
+ * are meaningful. */
+#ifndef DSV4_BENCH_H
+#define DSV4_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dsv4.h"
+
+typedef struct dsv4_bench_opts {
+    int prefill;     /* prompt tokens fed in one call (0: no prefill measurement) */
+    int decode;      /* decode steps timed (after a few untimed ones) */
+    int depth;       /* > 0: decode at this position, the session filled with random rows
+                      * instead of a real prefill; 0: decode right after the prefill */
+    uint64_t seed;   /* token ids are random (routing, hash layers) */
+    size_t bw_bytes; /* total size of the bandwidth buffers; 0: 1.5 GiB */
+    void (*progress)(void *user, const char *what, double fraction);
+    void *progress_user;
+} dsv4_bench_opts;
+
+typedef struct dsv4_bench_result {
+    const char *kernels;     /* the active kernel set */
+    int threads, depth;
+    bool depth_synthetic;
+    double touch_s;          /* paging every weight in before timing */
+    /* prefill */
+    int prefill_tokens;
+    double prefill_s, prefill_tok_s;
+    double prefill_gflops;   /* matrix-product GFLOP/s over the whole prefill */
+    double expert_gflops;    /* the expert products alone (their own time) */
+    double expert_share;     /* share of the prefill time spent in the experts */
+    /* decode */
+    int decode_tokens;
+    double decode_s, decode_tok_s;
+    double decode_bytes_per_token;
+    double decode_expert_bytes_per_token; /* the routed + shared experts' part */
+    /* the machine, measured in the same run */
+    double bw_copy_gb_s, bw_triad_gb_s, bw_read_gb_s;
+    double bandwidth_gb_s;   /* the largest of the three: the limit decode is held to */
+    double fma_peak_gflops;
+    /* ratios */
+    double decode_bw_ratio;     /* decode bytes/token x tok/s / bandwidth */
+    double prefill_peak_ratio;  /* prefill GFLOP/s / FMA peak */
+    double expert_peak_ratio;   /* expert GFLOP/s / FMA peak */
+} dsv4_bench_result;
+
+dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *opts, dsv4_bench_result *out);
+
+/* The pieces, for tests and for other tools. */
+/* STREAM-like copy (c = a), triad (a = b + s c) and read (a sum over a) on every thread over
+ * three arrays of bytes/3 each; GB/s (10^9 bytes) of the best of `reps` runs each. */
+dsv4_status dsv4_bench_bandwidth(size_t bytes, int reps, double *copy, double *triad, double *read);
+/* Multiply-add GFLOP/s of the active kernel set's FMA loop on every thread. */
+double dsv4_bench_fma_peak(double seconds);
+/* Weight bytes every decoded token reads whatever the routing (all but the routed experts). */
+double dsv4_bench_fixed_bytes(const dsv4_model *m);
+/* Fill a session's state as if `depth` tokens had been fed (random rows of the right
+ * formats): for benchmarking long contexts without prefilling them. */
+dsv4_status dsv4_bench_fill_session(dsv4_session *s, int depth, uint64_t seed);
+
+#endif

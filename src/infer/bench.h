@@ -5,7 +5,9 @@
  * token touches (counted from the weights actually used: embedding row, attention, indexer,
  * compressors, mHC, router, shared expert, the routed experts the router picked, head), the
  * memory bandwidth measured right then with STREAM-like loops over buffers far larger than
- * the caches, and their ratio: bytes/token x tokens/s / bandwidth. Prefill is limited by
+ * the caches, and their ratio: bytes/token x tokens/s / bandwidth. On a machine shared with
+ * other jobs the bandwidth available drifts within seconds, so each decode step is followed
+ * by a short read burst and compared with it; the ratio is the median over the steps. Prefill is limited by
  * arithmetic: it reports the GFLOP/s of the matrix products (whole model, and the expert
  * products alone) against the multiply-add peak measured with a register-blocked FMA loop
  * on every thread. Because the machine may be shared, only ratios measured in the same run
@@ -46,11 +48,12 @@ typedef struct dsv4_bench_result {
     double decode_bytes_per_token;
     double decode_expert_bytes_per_token; /* the routed + shared experts' part */
     /* the machine, measured in the same run */
-    double bw_copy_gb_s, bw_triad_gb_s, bw_read_gb_s;
-    double bandwidth_gb_s;   /* the largest of the three: the limit decode is held to */
-    double fma_peak_gflops;
+    double bw_copy_gb_s, bw_triad_gb_s, bw_read_gb_s; /* STREAM-like loops before the run */
+    double bandwidth_gb_s;   /* the read bandwidth measured right after each decode step (median) */
+    double fma_peak_gflops;  /* the larger of the measurements before and after the prefill */
     /* ratios */
-    double decode_bw_ratio;     /* decode bytes/token x tok/s / bandwidth */
+    double decode_bw_ratio;     /* per step: bytes / step time / the bandwidth right after it (median) */
+    double decode_bw_ratio_start; /* decode bytes/token x tok/s / max(copy, triad, read) before the run */
     double prefill_peak_ratio;  /* prefill GFLOP/s / FMA peak */
     double expert_peak_ratio;   /* expert GFLOP/s / FMA peak */
 } dsv4_bench_result;

@@ -111,6 +111,10 @@ static void gemm_portable(const dsv4_linear *L, int r_begin, int r_end, const ds
     }
 }
 
+static void axpy_f32_portable(float a, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 /* Sixteen independent chains of fused multiply-adds: as fast as scalar code goes. */
 static double fma_loop_portable(long iters) {
     float a[16], b = 0.999999f, c = 1e-7f;
@@ -126,6 +130,7 @@ const dsv4_kernel_set dsv4_kernels_portable = {
     .name = "portable",
     .gemm = {gemm_portable, gemm_portable, gemm_portable, gemm_portable},
     .dot_f32 = dot_f32_portable,
+    .axpy_f32 = axpy_f32_portable,
     .fma_loop = fma_loop_portable,
 };
 
@@ -297,7 +302,9 @@ void dsv4_matmul_jobs(const dsv4_matmul_job *jobs, int n_jobs) {
         scratch_floats = DSV4_MAX(scratch_floats, (size_t)64 * j->L->cols + 1024);
     }
     if (n_chunks == 0) return;
-    if (nth == 1 || n_chunks == 1 || work < 262144.0) { /* a fork/join costs more than this */
+    /* below about 2M multiply-adds (a few hundred microseconds on one core) a fork/join, which
+     * on a busy machine can cost a scheduler time slice, is not worth it */
+    if (nth == 1 || n_chunks == 1 || work < 2097152.0) {
         float *s = grow_to(&tl_scratch, scratch_floats * sizeof(float));
         for (int i = 0; i < n_jobs && s; i++)
             if (pl[i].n_chunks) k->gemm[jobs[i].L->fmt](jobs[i].L, 0, jobs[i].L->rows, &pl[i].gx, jobs[i].y, jobs[i].ldy, s);

@@ -106,6 +106,7 @@ typedef struct dsv4_kernel_set {
     void (*x_pack)(const dsv4_linear *L, const float *x, int n, bool bf16, int t0, int t1, void *buf);
     dsv4_gemm_fn gemm[4]; /* by dsv4_wfmt */
     float (*dot_f32)(const float *a, const float *b, int n);
+    void (*axpy_f32)(float a, const float *x, float *y, int n); /* y += a x */
     /* A register-blocked multiply-add loop of `iters` rounds on this thread; returns the
      * floating-point operations done (the peak rate measurement of `dsv4 bench`). */
     double (*fma_loop)(long iters);

@@ -742,6 +742,14 @@ static float dot_f32(const float *a, const float *b, int n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc, acc2));
 }
 
+static void axpy_f32(float a, const float *x, float *y, int n) {
+    __m512 av = _mm512_set1_ps(a);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = first_bits16(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
 /* 24 independent accumulator chains hide the FMA latency on both pipes. */
 static double fma_loop(long iters) {
     __m512 a[24], b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
@@ -766,6 +774,7 @@ const dsv4_kernel_set dsv4_kernels_avx512 = {
     .x_pack = x_pack,
     .gemm = {gemm, gemm, gemm, gemm},
     .dot_f32 = dot_f32,
+    .axpy_f32 = axpy_f32,
     .fma_loop = fma_loop,
 };
 #endif

@@ -28,7 +28,7 @@ static bool has_avx2(void) {
 
 int dsv4_kernels_x86_list(const dsv4_kernel_set **out, int max) {
     int n = 0;
-    if (0 && has_avx2() && n < max) {
+    if (has_avx2() && n < max) {
         dsv4_kernels_avx2_init();
         out[n++] = &dsv4_kernels_avx2;
     }

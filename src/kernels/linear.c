@@ -285,8 +285,9 @@ void dsv4_matmul_jobs(const dsv4_matmul_job *jobs, int n_jobs) {
         }
     }
 
-    /* rows: chunks sized so that every thread gets several; multiples of 16 rows */
-    double target = work / ((double)nth * 8.0);
+    /* rows: chunks sized so that every thread gets many (a thread the OS pauses holds back
+     * little work), multiples of 16 rows */
+    double target = work / ((double)nth * 32.0);
     int n_chunks = 0;
     size_t scratch_floats = 1024;
     for (int i = 0; i < n_jobs; i++) {

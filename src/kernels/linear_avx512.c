@@ -43,7 +43,6 @@ enum {
     TILE_M = 6,         /* rows per register tile */
     TILE_T = 4,         /* 16-token vectors per register tile */
     ROW_TOKENS = 4,     /* tokens per pass of the row-dot kernels */
-    PREFETCH = 1536,    /* bytes ahead of the weight stream (row-dot) */
     X_BLOCK = 512 << 10 /* bytes of packed activations per token block (L2) */
 };
 
@@ -327,12 +326,6 @@ static void x_pack(const dsv4_linear *L, const float *x, int n, bool bf16, int t
 
 /* ---- row-dot kernels (decode) ------------------------------------------------------------------ */
 
-/* Software prefetch PREFETCH bytes ahead of the weight stream: the hardware prefetchers stop
- * at page boundaries, and the conversion work leaves them too few requests in flight. BF16
- * rows stream fast enough with the hardware alone. */
-static inline __attribute__((always_inline)) void prefetch_group(const uint8_t *row, int g, dsv4_wfmt fmt) {
-    if (fmt != DSV4_W_BF16) _mm_prefetch((const char *)row + (size_t)64 * g + PREFETCH, _MM_HINT_T0);
-}
 
 /* Row r against T tokens of bf16-packed x (stride K words): VDPBF16PS. */
 static inline __attribute__((always_inline)) void rowdot_bf16(const wsrc *s, int r, const uint16_t *x, int K, int T,
@@ -340,8 +333,8 @@ static inline __attribute__((always_inline)) void rowdot_bf16(const wsrc *s, int
     const dsv4_linear *L = s->L;
     const uint8_t *row = row_bytes(L, r);
     rscale rs = rscale_of(L, r);
-    __m512 acc[ROW_TOKENS], part[ROW_TOKENS], S = _mm512_setzero_ps();
-    for (int t = 0; t < T; t++) acc[t] = part[t] = _mm512_setzero_ps();
+    __m512 acc[ROW_TOKENS], part[ROW_TOKENS], part2[ROW_TOKENS], S = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) acc[t] = part[t] = part2[t] = _mm512_setzero_ps();
     const int gi = group_inputs(fmt), nw = gi / 32, groups = s->groups;
     if (fmt == DSV4_W_FP4) rs.kind = SC_FOUR;
     if (fmt == DSV4_W_BF16) rs.kind = SC_NONE;
@@ -349,17 +342,32 @@ static inline __attribute__((always_inline)) void rowdot_bf16(const wsrc *s, int
     int left = rs.per, block = 0;               /* groups until the next scale, its index (ONE) */
     for (int g = 0; g < groups; g++) {
         __m512i w[4];
-        prefetch_group(row, g, fmt);
         unpack_fmt(s, row, g, w, fmt);
         if (rs.kind == SC_NONE) {
             for (int t = 0; t < T; t++) {
                 const uint16_t *xt = x + (size_t)t * K + gi * g;
-                acc[t] = _mm512_dpbf16_ps(acc[t], (__m512bh)w[0], (__m512bh)_mm512_loadu_si512(xt));
-                part[t] = _mm512_dpbf16_ps(part[t], (__m512bh)w[1], (__m512bh)_mm512_loadu_si512(xt + 32));
+                part[t] = _mm512_dpbf16_ps(part[t], (__m512bh)w[0], (__m512bh)_mm512_loadu_si512(xt));
+                part2[t] = _mm512_dpbf16_ps(part2[t], (__m512bh)w[1], (__m512bh)_mm512_loadu_si512(xt + 32));
             }
             continue;
         }
-        if (rs.kind != SC_ONE && (g & (s16 - 1)) == 0) S = scales16(L, &rs, g / s16);
+        if (rs.kind == SC_ONE) { /* one scale for `per` groups: accumulate straight into part */
+            for (int t = 0; t < T; t++) {
+                const uint16_t *xt = x + (size_t)t * K + gi * g;
+                part[t] = _mm512_dpbf16_ps(part[t], (__m512bh)w[0], (__m512bh)_mm512_loadu_si512(xt));
+                part2[t] = _mm512_dpbf16_ps(part2[t], (__m512bh)w[1], (__m512bh)_mm512_loadu_si512(xt + 32));
+            }
+            if (--left == 0 || g + 1 == groups) {
+                left = rs.per;
+                __m512 sv = one_scale(&rs, block++);
+                for (int t = 0; t < T; t++) {
+                    acc[t] = _mm512_fmadd_ps(_mm512_add_ps(part[t], part2[t]), sv, acc[t]);
+                    part[t] = part2[t] = _mm512_setzero_ps();
+                }
+            }
+            continue;
+        }
+        if ((g & (s16 - 1)) == 0) S = scales16(L, &rs, g / s16);
         for (int t = 0; t < T; t++) {
             const uint16_t *xt = x + (size_t)t * K + gi * g;
             __m512 d = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)w[0], (__m512bh)_mm512_loadu_si512(xt));
@@ -368,19 +376,10 @@ static inline __attribute__((always_inline)) void rowdot_bf16(const wsrc *s, int
                 d = _mm512_dpbf16_ps(d, (__m512bh)w[2], (__m512bh)_mm512_loadu_si512(xt + 64));
                 d2 = _mm512_dpbf16_ps(d2, (__m512bh)w[3], (__m512bh)_mm512_loadu_si512(xt + 96));
             }
-            part[t] = _mm512_add_ps(part[t], _mm512_add_ps(d, d2));
-        }
-        /* apply the scale once per scale block (ONE: after `per` groups; else every group) */
-        if (rs.kind != SC_ONE || --left == 0 || g + 1 == groups) {
-            left = rs.per;
-            __m512 sv = rs.kind == SC_ONE ? one_scale(&rs, block++) : group_scale(&rs, g, S);
-            for (int t = 0; t < T; t++) {
-                acc[t] = _mm512_fmadd_ps(part[t], sv, acc[t]);
-                part[t] = _mm512_setzero_ps();
-            }
+            acc[t] = _mm512_fmadd_ps(_mm512_add_ps(d, d2), group_scale(&rs, g, S), acc[t]);
         }
     }
-    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], part[t]));
+    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], _mm512_add_ps(part[t], part2[t])));
 }
 
 /* Row r against T tokens of fp32-packed x (stride K floats): FMA. */
@@ -389,8 +388,8 @@ static inline __attribute__((always_inline)) void rowdot_f32(const wsrc *s, int 
     const dsv4_linear *L = s->L;
     const uint8_t *row = row_bytes(L, r);
     rscale rs = rscale_of(L, r);
-    __m512 acc[ROW_TOKENS], part[ROW_TOKENS], S = _mm512_setzero_ps();
-    for (int t = 0; t < T; t++) acc[t] = part[t] = _mm512_setzero_ps();
+    __m512 acc[ROW_TOKENS], part[ROW_TOKENS], part2[ROW_TOKENS], S = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) acc[t] = part[t] = part2[t] = _mm512_setzero_ps();
     const int gi = group_inputs(fmt), nw = gi / 32, groups = s->groups;
     if (fmt == DSV4_W_FP4) rs.kind = SC_FOUR;
     if (fmt == DSV4_W_BF16) rs.kind = SC_NONE;
@@ -398,9 +397,28 @@ static inline __attribute__((always_inline)) void rowdot_f32(const wsrc *s, int 
     int left = rs.per, block = 0;               /* groups until the next scale, its index (ONE) */
     for (int g = 0; g < groups; g++) {
         __m512i w[4];
-        prefetch_group(row, g, fmt);
         unpack_fmt(s, row, g, w, fmt);
-        if (rs.kind != SC_NONE && rs.kind != SC_ONE && (g & (s16 - 1)) == 0) S = scales16(L, &rs, g / s16);
+        if (rs.kind == SC_NONE || rs.kind == SC_ONE) {
+            /* no scale, or one for `per` groups: accumulate straight into part, part2 */
+            for (int t = 0; t < T; t++) {
+                const float *xt = x + (size_t)t * K + gi * g;
+                for (int k = 0; k < nw; k++) {
+                    part[t] = _mm512_fmadd_ps(even_f32(w[k]), _mm512_loadu_ps(xt + 32 * k), part[t]);
+                    part2[t] = _mm512_fmadd_ps(odd_f32(w[k]), _mm512_loadu_ps(xt + 32 * k + 16), part2[t]);
+                }
+            }
+            if (rs.kind == SC_ONE && (--left == 0 || g + 1 == groups)) {
+                left = rs.per;
+                __m512 sv = one_scale(&rs, block++);
+                for (int t = 0; t < T; t++) {
+                    acc[t] = _mm512_fmadd_ps(_mm512_add_ps(part[t], part2[t]), sv, acc[t]);
+                    part[t] = part2[t] = _mm512_setzero_ps();
+                }
+            }
+            continue;
+        }
+        if ((g & (s16 - 1)) == 0) S = scales16(L, &rs, g / s16);
+        __m512 sv = group_scale(&rs, g, S);
         for (int t = 0; t < T; t++) {
             const float *xt = x + (size_t)t * K + gi * g;
             __m512 d = _mm512_mul_ps(even_f32(w[0]), _mm512_loadu_ps(xt));
@@ -409,19 +427,10 @@ static inline __attribute__((always_inline)) void rowdot_f32(const wsrc *s, int 
                 d = _mm512_fmadd_ps(even_f32(w[k]), _mm512_loadu_ps(xt + 32 * k), d);
                 d2 = _mm512_fmadd_ps(odd_f32(w[k]), _mm512_loadu_ps(xt + 32 * k + 16), d2);
             }
-            part[t] = _mm512_add_ps(part[t], _mm512_add_ps(d, d2));
-        }
-        if (rs.kind == SC_NONE) continue;
-        if (rs.kind != SC_ONE || --left == 0 || g + 1 == groups) {
-            left = rs.per;
-            __m512 sv = rs.kind == SC_ONE ? one_scale(&rs, block++) : group_scale(&rs, g, S);
-            for (int t = 0; t < T; t++) {
-                acc[t] = _mm512_fmadd_ps(part[t], sv, acc[t]);
-                part[t] = _mm512_setzero_ps();
-            }
+            acc[t] = _mm512_fmadd_ps(_mm512_add_ps(d, d2), sv, acc[t]);
         }
     }
-    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], part[t]));
+    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], _mm512_add_ps(part[t], part2[t])));
 }
 
 /* F32 weights: row r against T tokens of x as given (stride cols). */

@@ -105,7 +105,8 @@ static const struct {
 } OVERRIDE[] = {
     /* official code here vs the reference: top-1 82.5 %, median 0.262 -> 78.5 %, 0.393 */
     {"long1000", "fp8-fp32", "logits_prefill", 0.785, 0.393, 16},
-    {"long1000", "fp8-fp32", "logits_decode", 0.785, 0.393, 16},
+    /* the decode kernels' order flips a rounding at position 2 (docs/numerics.md) */
+    {"long1000", "fp8-fp32", "logits_decode", 0.785, 0.393, 0},
     {"long1000", "fp8-fp32", "logits_chunked", 0.785, 0.393, 16},
     /* official MTP here: 77.98 %, 0.320 -> 73.98 %, 0.480 */
     {"long1000", "fp8-fp32", "mtp_logits_prefill", 0.7398, 0.480, 0},

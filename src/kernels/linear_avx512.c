@@ -522,12 +522,12 @@ static bool panel_bf16_ok(const dsv4_linear *L, int r, int m) {
 /* The exponent offsets (e - 127) << 7 of group g's words, per 16-bit lane. */
 static inline __m512i group_offsets(const rscale *rs, int g, int cols) {
     int nb = (cols + 31) / 32; /* 32-input blocks in the row */
-    if (rs->kind == SC_ONE) return _mm512_set1_epi16((short)((rs->e8[g / rs->per] - 127) << 7));
+    if (rs->kind == SC_ONE) return _mm512_set1_epi16((short)((rs->e8[g / rs->per] - 127) * 128));
     int per = rs->kind == SC_FOUR ? 4 : 2, w = 32 / per; /* blocks per group, words per block */
     short o[4];
     for (int b = 0; b < per; b++) {
         int blk = per * g + b;
-        o[b] = (short)(((blk < nb ? rs->e8[blk] : 127) - 127) << 7);
+        o[b] = (short)(((blk < nb ? rs->e8[blk] : 127) - 127) * 128);
     }
     if (per == 2) return _mm512_mask_blend_epi16(0xffff0000u, _mm512_set1_epi16(o[0]), _mm512_set1_epi16(o[1]));
     __m512i lo = _mm512_mask_blend_epi16((__mmask32)0x0000ff00u, _mm512_set1_epi16(o[0]), _mm512_set1_epi16(o[1]));

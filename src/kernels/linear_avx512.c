@@ -43,7 +43,8 @@ enum {
     TILE_M = 6,         /* rows per register tile */
     TILE_T = 4,         /* 16-token vectors per register tile */
     ROW_TOKENS = 4,     /* tokens per pass of the row-dot kernels */
-    X_BLOCK = 512 << 10 /* bytes of packed activations per token block (L2) */
+    X_BLOCK = 512 << 10, /* bytes of packed activations per token block (L2) */
+    X_ALL = 12 << 20     /* ... or all of them, when they fit in this much (L3) */
 };
 
 /* ---- tables and input orders --------------------------------------------------------------- */
@@ -684,8 +685,11 @@ static void gemm_panel(const dsv4_linear *L, int r0, int r1, const dsv4_gemm_x *
     /* scratch holds 64 cols + 1024 floats: as many panel rows as fit, whole tiles */
     size_t room = (size_t)64 * L->cols + 1024 - TILE_M * 16 * TILE_T;
     int prows = (int)DSV4_MIN((size_t)PANEL_ROWS, room / (size_t)K) / TILE_M * TILE_M;
-    int per_token = bf16 ? 2 : 4;
-    int tb = DSV4_MAX(16, (int)(X_BLOCK / ((size_t)K * per_token)) & ~15);
+    /* Token blocks: all tokens when their packed activations fit in the L3 budget (each panel
+     * is converted once and the tiles read the activations from L3), else blocks that fit L2
+     * (each weight panel is then converted once per block). */
+    size_t x_all = (size_t)K * (size_t)n16(n) * (bf16 ? 2 : 4);
+    int tb = x_all <= X_ALL ? n : DSV4_MAX(16, (int)(X_BLOCK / ((size_t)K * (bf16 ? 2 : 4))) & ~15);
     for (int b0 = 0; b0 < n; b0 += tb) {
         int b1 = DSV4_MIN(n, b0 + tb);
         for (int p0 = r0; p0 < r1; p0 += prows) {

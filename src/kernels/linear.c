@@ -2,7 +2,16 @@
  *
  * The portable kernel is the definition the SIMD kernels are tested against: dequantise one
  * weight row to fp32 (exact), then dot it with each token's activations using eight partial
- * sums combined in a fixed order. The dispatcher splits the output rows over threads. */
+ * sums combined in a fixed order.
+ *
+ * The dispatcher runs one or several products (jobs) as one parallel step: it checks and
+ * packs each distinct input once for the active kernel set, cuts every job's output rows into
+ * chunks (multiples of 16 rows, many per thread so that a thread the OS pauses holds back
+ * little work) and hands the chunks out dynamically. Which thread computes a chunk never
+ * changes how its outputs are summed. Small steps run on the calling thread: a fork/join
+ * costs more than a few hundred microseconds of work on a busy machine. Packed inputs,
+ * scratch and the job table live in per-thread buffers that only grow, so the decode loop
+ * does not allocate once warm. */
 #include <math.h>
 #include <omp.h>
 

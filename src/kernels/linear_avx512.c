@@ -524,7 +524,7 @@ static bool panel_bf16_ok(const dsv4_linear *L, int r, int m) {
 static inline __m512i group_offsets(const rscale *rs, int g, int cols) {
     int nb = (cols + 31) / 32; /* 32-input blocks in the row */
     if (rs->kind == SC_ONE) return _mm512_set1_epi16((short)((rs->e8[g / rs->per] - 127) * 128));
-    int per = rs->kind == SC_FOUR ? 4 : 2, w = 32 / per; /* blocks per group, words per block */
+    int per = rs->kind == SC_FOUR ? 4 : 2; /* blocks per group */
     short o[4];
     for (int b = 0; b < per; b++) {
         int blk = per * g + b;
@@ -533,7 +533,6 @@ static inline __m512i group_offsets(const rscale *rs, int g, int cols) {
     if (per == 2) return _mm512_mask_blend_epi16(0xffff0000u, _mm512_set1_epi16(o[0]), _mm512_set1_epi16(o[1]));
     __m512i lo = _mm512_mask_blend_epi16((__mmask32)0x0000ff00u, _mm512_set1_epi16(o[0]), _mm512_set1_epi16(o[1]));
     __m512i hi = _mm512_mask_blend_epi16((__mmask32)0xff000000u, _mm512_set1_epi16(o[2]), _mm512_set1_epi16(o[3]));
-    (void)w;
     return _mm512_mask_blend_epi16((__mmask32)0xffff0000u, lo, hi);
 }
 
@@ -560,6 +559,15 @@ static void panel_bf16(const wsrc *s, int r, int m, int K, uint16_t *panel) {
             }
         }
     }
+}
+
+/* Can the rows [r, r+m) go through panel_f32 (every e8m0 scale decodable by a shift)? */
+static bool panel_f32_ok(const dsv4_linear *L, int r, int m) {
+    for (int i = 0; i < m; i++) {
+        rscale rs = rscale_of(L, r + i);
+        if (!rscale_fast(L, &rs)) return false;
+    }
+    return true;
 }
 
 /* Rows [r, r+m) as fp32 (position order, scales multiplied in) into panel[m][K]. */
@@ -703,7 +711,9 @@ static void gemm_panel(const dsv4_linear *L, int r0, int r1, const dsv4_gemm_x *
                 panel_bf16(&s, p0, pm, K, panel);
                 pw = panel;
                 ws = (size_t)K / 2;
-            } else if (bf16) { /* scales beyond the bf16 range: the exact fp32 route */
+            } else if (bf16 || !panel_f32_ok(L, p0, pm)) {
+                /* scales beyond the bf16 range (x packed as bf16), or e8m0 codes 0 / 255 that
+                 * the shift does not decode: the portable kernel, for these rows */
                 dsv4_gemm_x part = {gx->x + (size_t)b0 * L->cols, b1 - b0, false, NULL};
                 portable_rows(L, p0, p0 + pm, &part, y + (size_t)b0 * ldy, ldy, scratch);
                 continue;

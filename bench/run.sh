@@ -37,4 +37,7 @@ awk -v tok="$(field prefill_tok_s)" -v gf="$(field prefill_gflops)" -v eg="$(fie
     -v pk="$(field fma_peak_gflops)" -v n="$(field prefill_tokens)" 'BEGIN {
     printf "prefill  %d tokens: %.1f tok/s, %.1f GFLOP/s = %.1f%% of the FMA peak (%.1f GFLOP/s); expert products %.1f GFLOP/s = %.1f%%\n",
            n, tok, gf, 100 * gf / pk, pk, eg, 100 * eg / pk }'
+awk -v r="$(field decode_bw_ratio_cpu)" -v p="$(field prefill_peak_ratio_cpu)" -v e="$(field expert_peak_ratio_cpu)" 'BEGIN {
+    printf "per CPU-second (robust to other jobs on the machine): decode %.1f%% of the reads, prefill %.1f%% and experts %.1f%% of the FMA peak\n",
+           100 * r, 100 * p, 100 * e }'
 echo "(full results: $json)"

@@ -78,7 +78,7 @@ dsv4_status dsv4_bench_bandwidth(size_t bytes, int reps, double *copy, double *t
     return DSV4_OK;
 }
 
-double dsv4_bench_fma_peak(double seconds) {
+double dsv4_bench_fma_peak(double seconds, double *per_cpu) {
     const dsv4_kernel_set *k = dsv4_kernels();
     /* calibrate on one thread, then run every thread for about `seconds` */
     long iters = 1 << 16;
@@ -87,10 +87,11 @@ double dsv4_bench_fma_peak(double seconds) {
     double dt = dsv4_now() - t0;
     if (dt > 0) iters = (long)((double)iters * seconds / dt);
     iters = DSV4_MAX(iters, 1 << 16);
-    double flops = 0;
+    double flops = 0, c0 = dsv4_cpu_now();
     t0 = dsv4_now();
 #pragma omp parallel reduction(+ : flops)
     flops += k->fma_loop(iters);
+    if (per_cpu) *per_cpu = flops / (dsv4_cpu_now() - c0) / 1e9;
     return flops / (dsv4_now() - t0) / 1e9;
 }
 
@@ -240,7 +241,7 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
     rc = dsv4_bench_bandwidth(o->bw_bytes ? o->bw_bytes : (size_t)3 << 29, 5, &r->bw_copy_gb_s, &r->bw_triad_gb_s, &r->bw_read_gb_s);
     if (rc) goto out;
     progress(o, "FMA peak", 0.2);
-    r->fma_peak_gflops = dsv4_bench_fma_peak(0.3);
+    r->fma_peak_gflops = dsv4_bench_fma_peak(0.3, &r->fma_peak_gflops_cpu);
 
     m->perf = &perf;
     int depth = o->depth > 0 ? o->depth : P;
@@ -250,11 +251,16 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
     if (P > 0) {
         progress(o, "prefill", 0.3);
         uint64_t f0 = dsv4_matmul_flops();
-        double t0 = dsv4_now();
+        double t0 = dsv4_now(), c0 = dsv4_cpu_now();
         if ((rc = dsv4_forward(s, ids, P, DSV4_LOGITS_LAST, logits))) goto out;
         r->prefill_s = dsv4_now() - t0;
+        double prefill_cpu = dsv4_cpu_now() - c0;
         /* the peak again, right after: the larger of the two is the (conservative) reference */
-        r->fma_peak_gflops = fmax(r->fma_peak_gflops, dsv4_bench_fma_peak(0.3));
+        double again_cpu;
+        r->fma_peak_gflops = fmax(r->fma_peak_gflops, dsv4_bench_fma_peak(0.3, &again_cpu));
+        r->fma_peak_gflops_cpu = fmax(r->fma_peak_gflops_cpu, again_cpu);
+        r->prefill_gflops_cpu = (double)(dsv4_matmul_flops() - f0) / prefill_cpu / 1e9;
+        r->expert_gflops_cpu = perf.expert_cpu_s > 0 ? perf.expert_flops / perf.expert_cpu_s / 1e9 : 0;
         r->prefill_tokens = P;
         r->prefill_tok_s = P / r->prefill_s;
         r->prefill_gflops = (double)(dsv4_matmul_flops() - f0) / r->prefill_s / 1e9;
@@ -278,26 +284,32 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
      * and the ratio reported is the median over the steps. */
     size_t burst = (o->bw_bytes ? o->bw_bytes : (size_t)3 << 29) / 3 / sizeof(float) & ~(size_t)63;
     burst_buf = dsv4_alloc_aligned(burst * sizeof(float), "bandwidth buffer");
-    double *ratio = dsv4_malloc((size_t)D * sizeof(double), "bench"), *bw = dsv4_malloc((size_t)D * sizeof(double), "bench");
-    if (!burst_buf || !ratio || !bw) {
+    double *ratio = dsv4_malloc((size_t)D * 5 * sizeof(double), "bench");
+    if (!burst_buf || !ratio) {
         free(ratio);
-        free(bw);
         rc = DSV4_ENOMEM;
         goto out;
     }
     read_burst(burst_buf, burst); /* first touch */
     double fixed = dsv4_bench_fixed_bytes(m), steps_s = 0, expert_bytes = 0;
+    /* per step: ratio, bandwidth, and the same per CPU-second (step, burst, ratio) */
+    double *bw = ratio + D, *step_cpu = ratio + 2 * D, *bw_cpu = ratio + 3 * D, *ratio_cpu = ratio + 4 * D;
     for (int i = 0; i < D && !rc; i++) {
         memset(&perf, 0, sizeof perf);
-        double t0 = dsv4_now();
+        double t0 = dsv4_now(), c0 = dsv4_cpu_now();
         rc = dsv4_forward(s, ids + P + warm + i, 1, DSV4_LOGITS_LAST, logits);
-        double t1 = dsv4_now();
+        double t1 = dsv4_now(), c1 = dsv4_cpu_now();
         read_burst(burst_buf, burst);
-        double t2 = dsv4_now();
+        double t2 = dsv4_now(), c2 = dsv4_cpu_now();
+        double bytes = fixed + perf.expert_bytes, burst_bytes = (double)burst * sizeof(float);
         steps_s += t1 - t0;
         expert_bytes += perf.expert_bytes;
-        bw[i] = (double)burst * sizeof(float) / (t2 - t1) / 1e9;
-        ratio[i] = (fixed + perf.expert_bytes) / (t1 - t0) / 1e9 / bw[i];
+        bw[i] = burst_bytes / (t2 - t1) / 1e9;
+        ratio[i] = bytes / (t1 - t0) / 1e9 / bw[i];
+        /* per CPU-second (all threads together) */
+        step_cpu[i] = bytes / (c1 - c0) / 1e9;
+        bw_cpu[i] = burst_bytes / (c2 - c1) / 1e9;
+        ratio_cpu[i] = step_cpu[i] / bw_cpu[i];
         progress(o, "decode", 0.7 + 0.3 * (i + 1) / D);
     }
     if (!rc) {
@@ -310,12 +322,16 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
         r->decode_bw_ratio = median(ratio, D);
         double start = fmax(r->bw_copy_gb_s, fmax(r->bw_triad_gb_s, r->bw_read_gb_s));
         r->decode_bw_ratio_start = r->decode_bytes_per_token * r->decode_tok_s / (start * 1e9);
+        r->decode_gb_s_cpu = median(step_cpu, D);
+        r->bw_read_gb_s_cpu = median(bw_cpu, D);
+        r->decode_bw_ratio_cpu = median(ratio_cpu, D);
     }
     free(ratio);
-    free(bw);
     if (rc) goto out;
     r->prefill_peak_ratio = r->prefill_gflops / r->fma_peak_gflops;
     r->expert_peak_ratio = r->expert_gflops / r->fma_peak_gflops;
+    r->prefill_peak_ratio_cpu = r->prefill_gflops_cpu / r->fma_peak_gflops_cpu;
+    r->expert_peak_ratio_cpu = r->expert_gflops_cpu / r->fma_peak_gflops_cpu;
     progress(o, "done", 1.0);
 out:
     m->perf = NULL;

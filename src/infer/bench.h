@@ -51,11 +51,19 @@ typedef struct dsv4_bench_result {
     double bw_copy_gb_s, bw_triad_gb_s, bw_read_gb_s; /* STREAM-like loops before the run */
     double bandwidth_gb_s;   /* the read bandwidth measured right after each decode step (median) */
     double fma_peak_gflops;  /* the larger of the measurements before and after the prefill */
+    /* The same per second of CPU time of all threads: what the code achieves while it runs,
+     * whatever share of the cores other jobs leave it (with passive OpenMP waiting, a
+     * thread waiting for the others uses no CPU time; these figures ignore such waits). */
+    double fma_peak_gflops_cpu, prefill_gflops_cpu, expert_gflops_cpu;
+    double decode_gb_s_cpu, bw_read_gb_s_cpu; /* decode weight bytes, burst reads (medians); for
+                                               * memory-bound work these also depend on how many
+                                               * threads happen to run at once */
     /* ratios */
     double decode_bw_ratio;     /* per step: bytes / step time / the bandwidth right after it (median) */
     double decode_bw_ratio_start; /* decode bytes/token x tok/s / max(copy, triad, read) before the run */
     double prefill_peak_ratio;  /* prefill GFLOP/s / FMA peak */
     double expert_peak_ratio;   /* expert GFLOP/s / FMA peak */
+    double decode_bw_ratio_cpu, prefill_peak_ratio_cpu, expert_peak_ratio_cpu; /* CPU-time based */
 } dsv4_bench_result;
 
 dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *opts, dsv4_bench_result *out);
@@ -64,8 +72,9 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *opts, dsv4_benc
 /* STREAM-like copy (c = a), triad (a = b + s c) and read (a sum over a) on every thread over
  * three arrays of bytes/3 each; GB/s (10^9 bytes) of the best of `reps` runs each. */
 dsv4_status dsv4_bench_bandwidth(size_t bytes, int reps, double *copy, double *triad, double *read);
-/* Multiply-add GFLOP/s of the active kernel set's FMA loop on every thread. */
-double dsv4_bench_fma_peak(double seconds);
+/* Multiply-add GFLOP/s of the active kernel set's FMA loop on every thread; per_cpu, if not
+ * NULL, receives the GFLOP per CPU-second of all threads. */
+double dsv4_bench_fma_peak(double seconds, double *per_cpu);
 /* Weight bytes every decoded token reads whatever the routing (all but the routed experts). */
 double dsv4_bench_fixed_bytes(const dsv4_model *m);
 /* Fill a session's state as if `depth` tokens had been fed (random rows of the right

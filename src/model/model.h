@@ -100,6 +100,7 @@ void dsv4_ws_free(dsv4_workspace *ws);
  * only while model->perf is set; the forward pass never depends on them. */
 typedef struct dsv4_perf {
     double expert_s;       /* wall time of the routed + shared expert products */
+    double expert_cpu_s;   /* CPU time of all threads meanwhile */
     double expert_flops;   /* their floating-point operations */
     double expert_bytes;   /* weight bytes they read: each expert used in a step, once */
 } dsv4_perf;

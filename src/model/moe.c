@@ -127,7 +127,7 @@ dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, co
             int e = idx[(size_t)r * K + k], at = first[e] + count[e]++;
             rows[at] = r * K + k; /* token row and routing slot */
         }
-    double t_start = m->perf ? dsv4_now() : 0;
+    double t_start = m->perf ? dsv4_now() : 0, c_start = m->perf ? dsv4_cpu_now() : 0;
 
     /* the inputs: rounded to FP8 once for every expert that rounds them */
     const dsv4_expert_w *any = &w->experts[0];
@@ -211,6 +211,7 @@ dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, co
     for (size_t i = 0; i < (size_t)N * dim; i++) out[i] += ys[i];
     if (m->perf) {
         m->perf->expert_s += dsv4_now() - t_start;
+        m->perf->expert_cpu_s += dsv4_cpu_now() - c_start;
         m->perf->expert_flops += flops;
         m->perf->expert_bytes += bytes;
     }

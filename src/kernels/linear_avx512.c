@@ -43,6 +43,7 @@ enum {
     TILE_M = 6,         /* rows per register tile */
     TILE_T = 4,         /* 16-token vectors per register tile */
     ROW_TOKENS = 4,     /* tokens per pass of the row-dot kernels */
+    PREFETCH = 1024,    /* bytes ahead of the FP8 / FP4 weight stream (row-dot) */
     X_BLOCK = 512 << 10, /* bytes of packed activations per token block (L2) */
     X_ALL = 12 << 20     /* ... or all of them, when they fit in this much (L3) */
 };
@@ -327,6 +328,15 @@ static void x_pack(const dsv4_linear *L, const float *x, int n, bool bf16, int t
 
 /* ---- row-dot kernels (decode) ------------------------------------------------------------------ */
 
+/* Software prefetch PREFETCH bytes ahead of the FP8 / FP4 weight stream. These loops spend
+ * enough time converting that they keep few loads in flight, and when other cores load the
+ * memory system the hardware prefetchers back off: measured on a busy machine, FP4 streamed
+ * at 9.5 GB/s per core without and 15.5 with (on a quiet one about 10 % slower with). BF16
+ * rows convert cheaply and stream as fast as a plain read without it. */
+static inline __attribute__((always_inline)) void prefetch_group(const uint8_t *row, int g, dsv4_wfmt fmt) {
+    if (fmt == DSV4_W_FP8 || fmt == DSV4_W_FP4) _mm_prefetch((const char *)row + (size_t)64 * g + PREFETCH, _MM_HINT_T0);
+}
+
 
 /* Row r against T tokens of bf16-packed x (stride K words): VDPBF16PS. */
 static inline __attribute__((always_inline)) void rowdot_bf16(const wsrc *s, int r, const uint16_t *x, int K, int T,
@@ -343,6 +353,7 @@ static inline __attribute__((always_inline)) void rowdot_bf16(const wsrc *s, int
     int left = rs.per, block = 0;               /* groups until the next scale, its index (ONE) */
     for (int g = 0; g < groups; g++) {
         __m512i w[4];
+        prefetch_group(row, g, fmt);
         unpack_fmt(s, row, g, w, fmt);
         if (rs.kind == SC_NONE) {
             for (int t = 0; t < T; t++) {
@@ -398,6 +409,7 @@ static inline __attribute__((always_inline)) void rowdot_f32(const wsrc *s, int 
     int left = rs.per, block = 0;               /* groups until the next scale, its index (ONE) */
     for (int g = 0; g < groups; g++) {
         __m512i w[4];
+        prefetch_group(row, g, fmt);
         unpack_fmt(s, row, g, w, fmt);
         if (rs.kind == SC_NONE || rs.kind == SC_ONE) {
             /* no scale, or one for `per` groups: accumulate straight into part, part2 */

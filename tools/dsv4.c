@@ -21,6 +21,8 @@ static const struct {
     {"data", cmd_data, "build the training data set (data build), or its text (data text)"},
     {"eval", cmd_eval, "held-out accuracy per task, needle retrieval, tool-call round trip"},
     {"grad", cmd_grad, "loss of a token list and its gradient w.r.t. every weight (.safetensors)"},
+    {"bench", cmd_bench, "decode and prefill speed against the measured bandwidth and FMA peak"},
+    {"synth", cmd_synth, "write a random checkpoint shaped like DeepSeek-V4-Flash or -Pro"},
 };
 
 static void usage(FILE *f) {

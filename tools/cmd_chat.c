@@ -17,7 +17,8 @@ static const char help[] =
     "  /think      thinking mode (effort high)      /think-max  thinking mode, effort max\n"
     "  /nothink    answer without reasoning         /reset      forget the conversation\n"
     "  /system T   set the system prompt (resets)   /tool TEXT  reply to the last tool call\n"
-    "  /stats      toggle timing after each answer  /quit       leave (also Ctrl-D)\n";
+    "  /stats      toggle timing after each answer  /save FILE  write the conversation (JSON)\n"
+    "  /quit       leave (also Ctrl-D)\n";
 
 /* Read one logical line (joining lines that end in a backslash). NULL at EOF / interrupt. */
 static char *read_input(bool tty, bool *interrupted) {
@@ -127,6 +128,10 @@ int cmd_chat(int argc, char **argv) {
                 if (system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
                 turn_reset(&t);
                 puts("(conversation reset)");
+            } else if (!strncmp(line, "/save ", 6)) {
+                if (json_dump_file(msgs, line + 6, JSON_INDENT(2) | JSON_ENSURE_ASCII) != 0)
+                    printf("(cannot write %s)\n", line + 6);
+                else printf("(saved %zu messages to %s)\n", json_array_size(msgs), line + 6);
             } else if (!strncmp(line, "/tool ", 6)) {
                 if (!calls_seen) puts("(no tool call to reply to)");
                 else {

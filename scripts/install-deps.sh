@@ -3,7 +3,8 @@
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-PKGS="build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libpcre2-dev libopenblas-dev"
+# libicu-dev: Unicode normalisation (NFKC/NFD) for the V4.1 Engram vocabulary.
+PKGS="build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libpcre2-dev libopenblas-dev libicu-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

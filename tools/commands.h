@@ -7,4 +7,9 @@ int cmd_render(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_engram(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_greedy(int argc, char **argv);
+/* synth_v41_cli.c: `dsv4 synth --like v41-flash` */
+int synth_v41_main(int argc, char **argv);
 #endif

@@ -16,6 +16,9 @@ static const struct {
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
     {"render", cmd_render, "print the prompt a conversation encodes to (chat format)"},
     {"tokenize", cmd_tokenize, "text to token ids and back (JSON lines)"},
+    {"greedy", cmd_greedy, "greedy decoding from token ids, plain or with DSpark speculation"},
+    {"synth", cmd_synth, "write a random checkpoint with a release's shapes (--like v41-flash)"},
+    {"engram", cmd_engram, "V4.1 Engram: compressed vocabulary of a tokenizer, table rows of ids"},
 };
 
 static void usage(FILE *f) {

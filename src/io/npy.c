@@ -1,4 +1,4 @@
-/* npy.c: reading and writing float32 .npy files. */
+/* npy.c: reading and writing float32 .npy files (and reading int64 ones). */
 #include <errno.h>
 #include <stdio.h>
 
@@ -30,7 +30,8 @@ dsv4_status dsv4_npy_write_f32(const char *path, const float *data, int ndim, co
     return DSV4_OK;
 }
 
-dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t *shape) {
+/* Read an array whose dtype descriptor is `descr` (elements of `size` bytes). */
+static dsv4_status npy_read(const char *path, const char *descr, size_t size, void **data, int *ndim, int64_t *shape) {
     *data = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return dsv4_error(DSV4_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -47,7 +48,9 @@ dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t
     if (!rc && (hlen > (1 << 20) || !(dict = calloc(hlen + 1, 1)) || fread(dict, 1, hlen, f) != hlen))
         rc = dsv4_error(DSV4_EFORMAT, "%s: truncated header", path);
     if (!rc) {
-        if (!strstr(dict, "'descr': '<f4'")) rc = dsv4_error(DSV4_EFORMAT, "%s: dtype is not little-endian float32", path);
+        char want[32];
+        snprintf(want, sizeof want, "'descr': '%s'", descr);
+        if (!strstr(dict, want)) rc = dsv4_error(DSV4_EFORMAT, "%s: dtype is not %s", path, descr);
         else if (!strstr(dict, "'fortran_order': False")) rc = dsv4_error(DSV4_EFORMAT, "%s: Fortran order", path);
     }
     size_t n = 1;
@@ -73,9 +76,9 @@ dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t
         }
     }
     if (!rc) {
-        *data = malloc(n * sizeof(float) + 1);
+        *data = malloc(n * size + 1);
         if (!*data) rc = dsv4_error(DSV4_ENOMEM, "%s: out of memory", path);
-        else if (fread(*data, sizeof(float), n, f) != n) rc = dsv4_error(DSV4_EFORMAT, "%s: truncated data", path);
+        else if (fread(*data, size, n, f) != n) rc = dsv4_error(DSV4_EFORMAT, "%s: truncated data", path);
     }
     free(dict);
     fclose(f);
@@ -84,4 +87,12 @@ dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t
         *data = NULL;
     }
     return rc;
+}
+
+dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t *shape) {
+    return npy_read(path, "<f4", sizeof(float), (void **)data, ndim, shape);
+}
+
+dsv4_status dsv4_npy_read_i64(const char *path, int64_t **data, int *ndim, int64_t *shape) {
+    return npy_read(path, "<i8", sizeof(int64_t), (void **)data, ndim, shape);
 }

@@ -1,9 +1,13 @@
 /* config.c: config.json -> struct dsv4_config, with validation.
  *
  * The official release ships two configs: the HF config.json (hidden_size, num_hidden_layers,
- * ...) and inference/config.json (dim, n_layers, ...). We accept either spelling. Values are
- * checked for the relations the forward pass relies on (head_dim > rope dims, heads divisible
- * by groups, ratios of 0/4/128-style powers, ...), so a bad config fails here and not later. */
+ * ...) and inference/config.json (dim, n_layers, ...). We accept either spelling. V4.1's HF
+ * config nests the text model under "text_config" (the vision tower and the quantization
+ * block stay at the top level) and renames a few keys against its inference config
+ * (kv_source_layer_ids / kv_source_layers, engram_pad_token_id / engram_pad_id, ...); both are
+ * read. Values are checked for the relations the forward pass relies on (head_dim > rope dims,
+ * heads divisible by groups, every compressed layer has a source of its ratio, ...), so a bad
+ * config fails here and not later. */
 #include <jansson.h>
 #include <stdio.h>
 
@@ -56,12 +60,146 @@ static float get_float(reader *r, const char *k1, const char *k2, float def, boo
     return (float)json_number_value(v);
 }
 
+/* An integer list under either key into out[0..cap); returns its length (0 if absent). */
+static int get_int_list(reader *r, const char *k1, const char *k2, long long *out, int cap, long long lo, long long hi) {
+    if (r->rc) return 0;
+    json_t *v = get2(r, k1, k2);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_array(v)) {
+        r->rc = dsv4_error(DSV4_EFORMAT, "%s: config key \"%s\" must be a list of integers", r->path, k1);
+        return 0;
+    }
+    if ((int)json_array_size(v) > cap) {
+        r->rc = dsv4_error(DSV4_EFORMAT, "%s: config key \"%s\" has %zu entries (at most %d)", r->path, k1,
+                           json_array_size(v), cap);
+        return 0;
+    }
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > hi) {
+            r->rc = dsv4_error(DSV4_EFORMAT, "%s: config key \"%s\"[%zu] is not an integer in %lld..%lld", r->path, k1, i,
+                               lo, hi);
+            return 0;
+        }
+        out[i] = json_integer_value(e);
+    }
+    return (int)json_array_size(v);
+}
+
+static int get_layer_list(reader *r, const char *k1, const char *k2, int *out, int cap, int n_layers) {
+    long long tmp[DSV4_MAX_LAYERS];
+    int n = get_int_list(r, k1, k2, tmp, DSV4_MIN(cap, DSV4_MAX_LAYERS), 0, n_layers - 1);
+    for (int i = 0; i < n; i++) out[i] = (int)tmp[i];
+    return n;
+}
+
 static dsv4_status check(reader *r, bool ok, const char *fmt, const char *what, long long v) {
     if (r->rc || ok) return r->rc;
     char msg[256];
     snprintf(msg, sizeof msg, fmt, what, v);
     r->rc = dsv4_error(DSV4_EFORMAT, "%s: %s", r->path, msg);
     return r->rc;
+}
+
+/* V4.1 keys: CSA2 sharing, candidate pool, Engram, DSpark, router temperature. */
+static void parse_v41(reader *r, struct dsv4_config *c) {
+    int L = c->n_layers;
+    c->n_kv_sources = get_layer_list(r, "kv_source_layer_ids", "kv_source_layers", c->kv_source_layers, DSV4_MAX_LAYERS, L);
+    c->n_index_sources =
+        get_layer_list(r, "index_source_layer_ids", "index_source_layers", c->index_source_layers, DSV4_MAX_LAYERS, L);
+    c->candidate_source_layer = get_int(r, "candidate_source_layer_id", "candidate_source_layer", -1, false);
+    c->candidate_topk_blocks = get_int(r, "candidate_topk_blocks", NULL, 0, false);
+    c->candidate_block_size = get_int(r, "candidate_block_size", NULL, 0, false);
+    c->gate_temp = get_float(r, "gate_temp", NULL, 1.0f, false);
+
+    c->n_engram_layers = get_layer_list(r, "engram_layer_ids", NULL, c->engram_layer_ids, DSV4_MAX_ENGRAM_LAYERS, L);
+    int ne = get_int_list(r, "engram_num_embeddings", NULL, c->engram_num_embeddings, DSV4_MAX_ENGRAM_LAYERS, 1,
+                          (long long)1 << 40);
+    if (!r->rc && ne != c->n_engram_layers)
+        r->rc = dsv4_error(DSV4_EFORMAT, "%s: engram_num_embeddings has %d entries for %d engram_layer_ids", r->path, ne,
+                           c->n_engram_layers);
+    c->engram_max_ngram = get_int(r, "engram_max_ngram_size", NULL, 0, c->n_engram_layers > 0);
+    c->engram_vocab_size = get_int(r, "engram_vocab_size", NULL, 0, c->n_engram_layers > 0);
+    c->engram_n_heads = get_int(r, "engram_n_heads", NULL, 0, c->n_engram_layers > 0);
+    c->engram_head_dim = get_int(r, "engram_head_dim", NULL, 0, c->n_engram_layers > 0);
+    c->engram_pad_id = get_int(r, "engram_pad_token_id", "engram_pad_id", 2, false);
+    c->engram_compressed_vocab_size = get_int(r, "engram_compressed_vocab_size", NULL, 0, c->n_engram_layers > 0);
+
+    c->dspark_block_size = get_int(r, "dspark_block_size", NULL, 0, false);
+    c->dspark_noise_token_id = get_int(r, "dspark_noise_token_id", NULL, 0, false);
+    c->dspark_markov_rank = get_int(r, "dspark_markov_rank", NULL, 256, false);
+    c->n_dspark_targets =
+        get_layer_list(r, "dspark_target_layer_ids", NULL, c->dspark_target_layer_ids, DSV4_MAX_DSPARK_TARGETS, L);
+    c->dspark_n_routed_experts = get_int(r, "dspark_n_routed_experts", NULL, 0, false);
+    c->dspark_n_activated_experts = get_int(r, "dspark_num_experts_per_tok", "dspark_n_activated_experts", 0, false);
+    if (!c->dspark_n_routed_experts) c->dspark_n_routed_experts = c->n_routed_experts;
+    if (!c->dspark_n_activated_experts) c->dspark_n_activated_experts = c->n_activated_experts;
+    c->image_token_id = get_int(r, "image_token_id", NULL, 129264, false);
+}
+
+/* The relations the V4.1 forward pass relies on. */
+static void check_v41(reader *r, const struct dsv4_config *c) {
+    int L = c->n_layers;
+    for (int l = 0; l < L + c->n_mtp_layers && !r->rc; l++) {
+        int ratio = c->compress_ratios[l];
+        if (l >= L) {
+            check(r, ratio == 0, "%s[%lld] must be 0: DSpark stages attend to their window only", "compress_ratios", l);
+            continue;
+        }
+        if (dsv4_config_is_kv_source(c, l))
+            check(r, ratio > 0, "%s: KV source layer %lld has ratio 0", "compress_ratios", l);
+        if (!ratio) {
+            check(r, !dsv4_config_is_index_source(c, l), "%s: index source layer %lld has ratio 0", "compress_ratios", l);
+            continue;
+        }
+        int ks = dsv4_config_kv_source_of(c, l), is = dsv4_config_index_source_of(c, l);
+        check(r, ks >= 0 && c->compress_ratios[ks] == ratio, "%s: layer %lld has no KV source of its ratio at or before it",
+              "kv_source_layers", l);
+        check(r, is >= 0 && c->compress_ratios[is] == ratio, "%s: layer %lld has no index source of its ratio at or before it",
+              "index_source_layers", l);
+    }
+    check(r, c->index_head_dim > c->rope_head_dim && c->index_head_dim % 32 == 0,
+          "%s must be a multiple of 32 above the rope dims (FP4 key blocks) (got %lld)", "index_head_dim", c->index_head_dim);
+    check(r, c->head_dim % 32 == 0, "%s must be a multiple of 32 (FP8 window blocks) (got %lld)", "head_dim", c->head_dim);
+    check(r, c->index_n_heads > 0 && c->index_topk > 0, "%s must be positive (got %lld)", "index_n_heads/index_topk",
+          c->index_n_heads);
+    if (c->candidate_source_layer >= 0) {
+        int cs = c->candidate_source_layer;
+        check(r, cs < L && dsv4_config_is_index_source(c, cs), "%s %lld must be an index source",
+              "candidate_source_layer", cs);
+        check(r, c->candidate_topk_blocks > 0 && c->candidate_block_size > 0, "%s must be positive (got %lld)",
+              "candidate_topk_blocks/candidate_block_size", c->candidate_block_size);
+        for (int i = 0; i < c->n_index_sources && !r->rc; i++) {
+            int l = c->index_source_layers[i];
+            if (l > cs)
+                check(r, c->compress_ratios[l] == c->compress_ratios[cs],
+                      "%s: index source %lld reads the candidate pool but has another ratio", "candidate_source_layer", l);
+        }
+    }
+    if (c->n_engram_layers) {
+        check(r, c->engram_max_ngram >= 2 && c->engram_max_ngram <= DSV4_MAX_NGRAM, "%s must be in 2..8 (got %lld)",
+              "engram_max_ngram_size", c->engram_max_ngram);
+        check(r, c->engram_n_heads > 0, "%s must be positive (got %lld)", "engram_n_heads", c->engram_n_heads);
+        check(r, c->engram_head_dim > 0 && c->engram_head_dim % 32 == 0, "%s must be a positive multiple of 32 (got %lld)",
+              "engram_head_dim", c->engram_head_dim);
+        check(r, c->engram_vocab_size > 1, "%s must be at least 2 (got %lld)", "engram_vocab_size", c->engram_vocab_size);
+        check(r, c->engram_compressed_vocab_size > 0 && c->engram_compressed_vocab_size <= c->vocab_size,
+              "%s must be in 1..vocab_size (got %lld)", "engram_compressed_vocab_size", c->engram_compressed_vocab_size);
+        check(r, c->engram_pad_id >= 0 && c->engram_pad_id < c->vocab_size, "%s must be a token id (got %lld)",
+              "engram_pad_id", c->engram_pad_id);
+    }
+    if (c->dspark_block_size) {
+        check(r, c->n_mtp_layers >= 1, "%s must be at least 1 with DSpark (got %lld)", "num_nextn_predict_layers",
+              c->n_mtp_layers);
+        check(r, c->n_dspark_targets >= 1, "%s must list at least one layer (got %lld)", "dspark_target_layer_ids",
+              c->n_dspark_targets);
+        check(r, c->dspark_noise_token_id >= 0 && c->dspark_noise_token_id < c->vocab_size, "%s must be a token id (got %lld)",
+              "dspark_noise_token_id", c->dspark_noise_token_id);
+        check(r, c->dspark_markov_rank > 0, "%s must be positive (got %lld)", "dspark_markov_rank", c->dspark_markov_rank);
+        check(r, c->dspark_n_activated_experts > 0 && c->dspark_n_activated_experts <= c->dspark_n_routed_experts,
+              "%s must be in 1..dspark_n_routed_experts (got %lld)", "dspark_n_activated_experts",
+              c->dspark_n_activated_experts);
+    }
 }
 
 dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct dsv4_config *c) {
@@ -73,9 +211,20 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
         json_decref(root);
         return dsv4_error(DSV4_EFORMAT, "%s: not a JSON object", path);
     }
-    reader r = {root, path, DSV4_OK};
+    /* the text model's keys: V4.1's HF config nests them under text_config */
+    json_t *tc = json_object_get(root, "text_config");
+    if (tc && !json_is_object(tc)) {
+        json_decref(root);
+        return dsv4_error(DSV4_EFORMAT, "%s: text_config is not an object", path);
+    }
+    json_t *text = tc ? tc : root;
+    reader r = {text, path, DSV4_OK};
     json_t *mt = json_object_get(root, "model_type");
     snprintf(c->model_type, sizeof c->model_type, "%s", json_is_string(mt) ? json_string_value(mt) : "deepseek_v4");
+    bool v41 = !strncmp(c->model_type, "deepseek_v41", 12) || json_object_get(text, "kv_source_layers") ||
+               json_object_get(text, "kv_source_layer_ids");
+    c->family = v41 ? DSV4_FAMILY_V41 : DSV4_FAMILY_V4;
+    if (v41 && !json_is_string(mt)) snprintf(c->model_type, sizeof c->model_type, "deepseek_v41");
 
     c->vocab_size = get_int(&r, "vocab_size", NULL, 0, true);
     c->dim = get_int(&r, "hidden_size", "dim", 0, true);
@@ -108,6 +257,8 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
     c->hc_eps = get_float(&r, "hc_eps", NULL, 1e-6f, false);
     c->bos_token_id = get_int(&r, "bos_token_id", NULL, 0, false);
     c->eos_token_id = get_int(&r, "eos_token_id", NULL, 1, false);
+    c->gate_temp = 1.0f;
+    c->candidate_source_layer = -1;
 
     if (!r.rc) {
         json_t *sf = get2(&r, "scoring_func", "score_func");
@@ -124,7 +275,7 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
     c->beta_fast = 32.0f;
     c->beta_slow = 1.0f;
     if (!r.rc) {
-        json_t *rs = json_object_get(root, "rope_scaling");
+        json_t *rs = json_object_get(text, "rope_scaling");
         if (json_is_object(rs)) {
             reader rr = {rs, path, DSV4_OK};
             json_t *ty = json_object_get(rs, "type");
@@ -146,11 +297,11 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
 
     /* compress_ratios: one per layer, optionally one more per MTP layer (ratio 0 if absent) */
     if (!r.rc) {
-        json_t *cr = json_object_get(root, "compress_ratios");
+        json_t *cr = json_object_get(text, "compress_ratios");
         int total = c->n_layers + c->n_mtp_layers;
         if (!json_is_array(cr)) {
             r.rc = dsv4_error(DSV4_EFORMAT, "%s: config is missing the key \"compress_ratios\"", path);
-        } else if (total > DSV4_MAX_LAYERS || c->n_layers <= 0) {
+        } else if (total > DSV4_MAX_LAYERS || c->n_layers <= 0 || c->n_mtp_layers < 0) {
             r.rc = dsv4_error(DSV4_EFORMAT, "%s: %d layers (1..%d supported)", path, total, DSV4_MAX_LAYERS);
         } else {
             size_t n = json_array_size(cr);
@@ -166,10 +317,14 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
         }
     }
 
-    /* storage formats */
-    c->block_r = c->block_c = 128;
+    /* storage formats: HF quantization_config (top level, also in text_config), or the
+     * inference config's dtype / expert_dtype */
+    c->block_r = c->block_c = v41 ? 32 : 128;
     if (!r.rc) {
         json_t *q = json_object_get(root, "quantization_config");
+        if (!q && tc) q = json_object_get(tc, "quantization_config");
+        json_t *dt = json_object_get(text, "dtype");
+        if (json_is_string(dt) && !strcmp(json_string_value(dt), "fp8")) c->fp8 = 1;
         if (json_is_object(q)) {
             c->fp8 = 1;
             json_t *fmt = json_object_get(q, "fmt");
@@ -184,13 +339,16 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
                 r.rc = dsv4_error(DSV4_EFORMAT, "%s: quantization_config.weight_block_size must be two integers", path);
             }
         }
-        json_t *ed = json_object_get(root, "expert_dtype");
+        json_t *ed = json_object_get(text, "expert_dtype");
+        if (!ed && json_is_object(q)) ed = json_object_get(q, "expert_dtype");
         if (json_is_string(ed)) {
             if (!strcmp(json_string_value(ed), "fp4")) c->expert_fp4 = 1;
             else if (strcmp(json_string_value(ed), "fp8") && strcmp(json_string_value(ed), "bf16"))
                 r.rc = dsv4_error(DSV4_EUNSUPPORTED, "%s: expert_dtype \"%s\"", path, json_string_value(ed));
         }
     }
+    c->act_block = c->block_c;
+    if (v41 && !r.rc) parse_v41(&r, c);
 
     /* relations the forward pass relies on */
     check(&r, c->vocab_size > 0, "%s must be positive (got %lld)", "vocab_size", c->vocab_size);
@@ -199,7 +357,8 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
     check(&r, c->n_kv_heads == 1, "%s must be 1: V4 attention has one shared K=V head (got %lld)", "num_key_value_heads", c->n_kv_heads);
     check(&r, c->rope_head_dim > 0 && c->rope_head_dim % 2 == 0, "%s must be even and positive (got %lld)", "qk_rope_head_dim", c->rope_head_dim);
     check(&r, c->head_dim > c->rope_head_dim, "%s must exceed qk_rope_head_dim (got %lld)", "head_dim", c->head_dim);
-    check(&r, (c->head_dim - c->rope_head_dim) % 64 == 0, "%s minus the rope dims must be a multiple of 64 (KV FP8 blocks) (got %lld)", "head_dim", c->head_dim);
+    if (!v41)
+        check(&r, (c->head_dim - c->rope_head_dim) % 64 == 0, "%s minus the rope dims must be a multiple of 64 (KV FP8 blocks) (got %lld)", "head_dim", c->head_dim);
     check(&r, c->o_groups > 0 && c->n_heads % c->o_groups == 0, "%s must divide num_attention_heads (got %lld)", "o_groups", c->o_groups);
     check(&r, c->q_lora_rank > 0 && c->o_lora_rank > 0, "%s must be positive (got %lld)", "q_lora_rank/o_lora_rank", c->q_lora_rank);
     check(&r, c->window_size > 0, "%s must be positive (got %lld)", "sliding_window", c->window_size);
@@ -210,15 +369,19 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
     check(&r, c->moe_inter_dim > 0, "%s must be positive (got %lld)", "moe_intermediate_size", c->moe_inter_dim);
     check(&r, c->hc_mult > 0 && c->hc_mult <= 16, "%s must be in 1..16 (got %lld)", "hc_mult", c->hc_mult);
     check(&r, c->hc_sinkhorn_iters >= 1, "%s must be at least 1 (got %lld)", "hc_sinkhorn_iters", c->hc_sinkhorn_iters);
-    check(&r, c->n_mtp_layers >= 0 && c->n_mtp_layers <= 1, "%s must be 0 or 1 (got %lld)", "num_nextn_predict_layers", c->n_mtp_layers);
+    if (v41) check(&r, c->n_mtp_layers >= 0 && c->n_mtp_layers <= 16, "%s must be in 0..16 (got %lld)", "num_nextn_predict_layers", c->n_mtp_layers);
+    else check(&r, c->n_mtp_layers >= 0 && c->n_mtp_layers <= 1, "%s must be 0 or 1 (got %lld)", "num_nextn_predict_layers", c->n_mtp_layers);
     check(&r, c->block_r > 0 && c->block_c > 0, "%s must be positive (got %lld)", "weight_block_size", c->block_r);
+    check(&r, c->gate_temp > 0, "%s must be positive (got %lld)", "gate_temp", (long long)c->gate_temp);
     int any_csa = 0;
     for (int i = 0; i < c->n_layers + c->n_mtp_layers && !r.rc; i++) {
         int m = c->compress_ratios[i];
         if (m == 4) any_csa = 1;
-        check(&r, m == 0 || m > 1, "%s[%lld] must be 0 or at least 2", "compress_ratios", i);
+        if (!v41) check(&r, m == 0 || m > 1, "%s[%lld] must be 0 or at least 2", "compress_ratios", i);
     }
-    if (any_csa) {
+    if (v41) {
+        if (!r.rc) check_v41(&r, c);
+    } else if (any_csa) {
         check(&r, c->index_n_heads > 0, "%s must be positive when a layer has ratio 4 (got %lld)", "index_n_heads", c->index_n_heads);
         check(&r, c->index_head_dim > c->rope_head_dim && (c->index_head_dim & (c->index_head_dim - 1)) == 0 &&
                       c->index_head_dim % 32 == 0,
@@ -227,6 +390,48 @@ dsv4_status dsv4_config_parse(const char *json_text, const char *path, struct ds
     }
     json_decref(root);
     return r.rc;
+}
+
+/* ---- V4.1 layer roles -------------------------------------------------------------------------- */
+
+static int in_list(const int *list, int n, int v) {
+    for (int i = 0; i < n; i++)
+        if (list[i] == v) return 1;
+    return 0;
+}
+
+int dsv4_config_is_kv_source(const struct dsv4_config *c, int layer) {
+    return layer < c->n_layers && in_list(c->kv_source_layers, c->n_kv_sources, layer);
+}
+
+int dsv4_config_is_index_source(const struct dsv4_config *c, int layer) {
+    return layer < c->n_layers && in_list(c->index_source_layers, c->n_index_sources, layer);
+}
+
+int dsv4_config_kv_source_of(const struct dsv4_config *c, int layer) {
+    for (int l = DSV4_MIN(layer, c->n_layers - 1); l >= 0; l--)
+        if (dsv4_config_is_kv_source(c, l)) return l;
+    return -1;
+}
+
+int dsv4_config_index_source_of(const struct dsv4_config *c, int layer) {
+    for (int l = DSV4_MIN(layer, c->n_layers - 1); l >= 0; l--)
+        if (dsv4_config_is_index_source(c, l)) return l;
+    return -1;
+}
+
+int dsv4_config_engram_index(const struct dsv4_config *c, int layer) {
+    for (int i = 0; i < c->n_engram_layers; i++)
+        if (c->engram_layer_ids[i] == layer) return i;
+    return -1;
+}
+
+const char *dsv4_config_layer_role(const struct dsv4_config *c, int layer) {
+    if (layer >= c->n_layers) return "DSpark";
+    if (!c->compress_ratios[layer]) return "SWA";
+    if (dsv4_config_is_kv_source(c, layer)) return "Full";
+    if (dsv4_config_is_index_source(c, layer)) return "Reindex";
+    return "Reuse";
 }
 
 dsv4_status dsv4_config_load(const char *dir, struct dsv4_config *cfg) {

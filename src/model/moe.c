@@ -18,7 +18,8 @@
 
 void dsv4_moe_route(const struct dsv4_config *c, const dsv4_moe_w *w, const float *logits, int32_t token, int *idx,
                     float *weight) {
-    int E = c->n_routed_experts, K = c->n_activated_experts;
+    /* DSpark layers carry their own expert counts; 0 means the config's */
+    int E = w->n_experts ? w->n_experts : c->n_routed_experts, K = w->top_k ? w->top_k : c->n_activated_experts;
     float scores[1024], biased[1024];
     float *s = E <= 1024 ? scores : malloc((size_t)E * sizeof(float));
     float *sb = E <= 1024 ? biased : malloc((size_t)E * sizeof(float));
@@ -30,6 +31,10 @@ void dsv4_moe_route(const struct dsv4_config *c, const dsv4_moe_w *w, const floa
         if (s != scores) free(s);
         if (sb != biased) free(sb);
         return;
+    }
+    if (w->gate_temp > 0.0f && w->gate_temp != 1.0f) { /* V4.1's router temperature */
+        for (int e = 0; e < E; e++) sb[e] = logits[e] / w->gate_temp; /* sb is free until selection */
+        logits = sb;
     }
     if (c->score_func == DSV4_SCORE_SOFTMAX) {
         float mx = -INFINITY, sum = 0.0f;
@@ -68,7 +73,7 @@ static void expert_forward(const struct dsv4_model *m, const dsv4_expert_w *e, c
     bool quant = m->numerics == DSV4_NUMERICS_DEFAULT && e->w1.act_quant && (e->w1.fmt == DSV4_W_FP8 || e->w1.fmt == DSV4_W_FP4);
     if (quant) {
         memcpy(xq, x, (size_t)n * dim * sizeof(float));
-        for (int t = 0; t < n; t++) dsv4_fp8_fake_quant(xq + (size_t)t * dim, dim, 128);
+        for (int t = 0; t < n; t++) dsv4_fp8_fake_quant(xq + (size_t)t * dim, dim, e->w1.act_block ? e->w1.act_block : 128);
         in = xq;
     }
     dsv4_matmul(&e->w1, in, n, g);
@@ -93,7 +98,8 @@ static void expert_forward(const struct dsv4_model *m, const dsv4_expert_w *e, c
 dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, const dsv4_fwd_batch *b, const float *u,
                              float *out, dsv4_workspace *ws) {
     const struct dsv4_config *c = &m->cfg;
-    int N = b->n_rows, E = c->n_routed_experts, K = c->n_activated_experts, dim = c->dim, inter = c->moe_inter_dim;
+    int N = b->n_rows, dim = c->dim, inter = c->moe_inter_dim;
+    int E = w->n_experts ? w->n_experts : c->n_routed_experts, K = w->top_k ? w->top_k : c->n_activated_experts;
     float *logits = dsv4_ws_alloc(ws, (size_t)N * E), *wt = dsv4_ws_alloc(ws, (size_t)N * K);
     float *xe = dsv4_ws_alloc(ws, (size_t)N * dim), *ye = dsv4_ws_alloc(ws, (size_t)N * dim);
     float *xq = dsv4_ws_alloc(ws, (size_t)N * DSV4_MAX(dim, inter));

@@ -18,17 +18,14 @@
 #include <stdio.h>
 
 #include "base/base.h"
+#include "infer/speculative.h"
 #include "infer/state.h"
 #include "model/forward.h"
 #include "model/model.h"
 
-typedef struct {
-    int pos0, n, idx_slot;
-    uint8_t *rings; /* per state, the n ring slots the step overwrites */
-    size_t *offset; /* [n_states] start of each state's saved slots */
-} step_mark;
-
-static dsv4_status mark(dsv4_session *s, int n, step_mark *mk) {
+dsv4_status dsv4_step_mark_save(dsv4_session *s, int n, dsv4_step_mark *mk) {
+    if (n > s->m->cfg.window_size || n > dsv4_csa2_slots(1) - 2)
+        return dsv4_error(DSV4_EINVAL, "a step of %d tokens cannot be taken back (window of %d)", n, s->m->cfg.window_size);
     mk->pos0 = s->pos;
     mk->n = n;
     mk->idx_slot = s->idx_slot;
@@ -53,8 +50,14 @@ static dsv4_status mark(dsv4_session *s, int n, step_mark *mk) {
     return DSV4_OK;
 }
 
-/* Keep the first `keep` tokens of the marked step, forget the rest. */
-static void rollback(dsv4_session *s, const step_mark *mk, int keep) {
+void dsv4_step_mark_free(dsv4_step_mark *mk) {
+    free(mk->rings);
+    free(mk->offset);
+    mk->rings = NULL;
+    mk->offset = NULL;
+}
+
+void dsv4_step_rollback(dsv4_session *s, const dsv4_step_mark *mk, int keep) {
     const struct dsv4_model *m = s->m;
     const struct dsv4_config *c = &m->cfg;
     int newpos = mk->pos0 + keep;
@@ -123,8 +126,8 @@ dsv4_status dsv4_generate_greedy(dsv4_session *s, const int32_t *prompt, int n_p
         if ((rc = dsv4_dspark_draft(s, next, drafts, NULL, NULL))) break;
         chunk[0] = next;
         memcpy(chunk + 1, drafts, (size_t)k * sizeof(int32_t));
-        step_mark mk;
-        if ((rc = mark(s, k + 1, &mk))) break;
+        dsv4_step_mark mk;
+        if ((rc = dsv4_step_mark_save(s, k + 1, &mk))) break;
         rc = dsv4_forward(s, chunk, k + 1, DSV4_LOGITS_ALL, logits);
         st.steps++;
         st.drafted += k;
@@ -140,11 +143,10 @@ dsv4_status dsv4_generate_greedy(dsv4_session *s, const int32_t *prompt, int n_p
         }
         st.accepted += acc;
         if (!rc) {
-            rollback(s, &mk, 1 + acc);
+            dsv4_step_rollback(s, &mk, 1 + acc);
             next = argmax(logits + (size_t)acc * V, V);
         }
-        free(mk.rings);
-        free(mk.offset);
+        dsv4_step_mark_free(&mk);
         if (stop) break;
     }
     st.generated = *n_out;

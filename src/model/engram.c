@@ -6,13 +6,16 @@
  * anonymous memory at load instead.
  *
  * Gather. A step's rows depend only on its token ids, so the forward pass hashes every
- * position before layer 0 and hands the row list to a reader thread. The thread first asks
- * the kernel to start reading every page it will need (madvise WILLNEED, so the reads of one
- * step are in flight together rather than one page fault at a time), then copies the rows,
- * layer by layer, into a staging buffer. The first Engram layer waits only if its rows are
- * not staged yet when the blocks before it are done; the later layers have many blocks of
- * slack. With `sync` set the rows are instead copied when the layer runs (no read-ahead),
- * which is what a naive implementation pays.
+ * position before layer 0 and, before running any layer, asks the kernel to start reading
+ * the pages the first Engram layer will need (madvise WILLNEED: the reads are in flight
+ * together, not one page fault at a time). A reader thread asks for the later layers' pages
+ * and copies the rows, layer by layer, into a staging buffer while the first blocks run
+ * (the later Engram layers have many blocks of slack); an Engram layer whose rows the
+ * thread has not reached yet copies them itself (each layer's copy is claimed by whoever
+ * comes first), so a late thread never adds its wake-up to the critical path. RAM-resident
+ * tables are copied when the layer runs (a few microseconds). With `sync` set, mapped rows
+ * are also copied only when the layer runs and nothing is read ahead: what a naive
+ * implementation pays.
  *
  * The module's arithmetic follows the official code: rows dequantised exactly (e4m3 times a
  * power of two is exact in bf16), kv = wkv(rows) through the FP8 linear, and per stream an
@@ -30,6 +33,14 @@
 /* ---- setup ------------------------------------------------------------------------------------ */
 
 static void *reader_main(void *arg);
+
+/* Unmap a tensor's pages from this process (they stay in the page cache, now evictable, and
+ * fault back in from the file if touched again). */
+static void release_pages(const dsv4_tensor *t) {
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t b = (uintptr_t)t->data & ~(uintptr_t)(page - 1);
+    madvise((void *)b, (uintptr_t)t->data + t->nbytes - b, MADV_DONTNEED);
+}
 
 dsv4_status dsv4_engram_init(struct dsv4_model *m, dsv4_engram_placement placement, bool sync) {
     const struct dsv4_config *c = &m->cfg;
@@ -91,6 +102,8 @@ dsv4_status dsv4_engram_init(struct dsv4_model *m, dsv4_engram_placement placeme
             memcpy(w->ram + nc, w->t_scales->data, ns);
             w->codes = w->ram;
             w->scales = w->ram + nc;
+            release_pages(w->t_codes); /* the map's copy is not needed any more */
+            release_pages(w->t_scales);
         } else {
             /* rows are read at random: no read-around of whole windows */
             long page = sysconf(_SC_PAGESIZE);
@@ -101,7 +114,7 @@ dsv4_status dsv4_engram_init(struct dsv4_model *m, dsv4_engram_placement placeme
             }
         }
     }
-    if (!sync) {
+    if (!sync && placement == DSV4_ENGRAM_MAPPED) {
         if (pthread_create(&e->thread, NULL, reader_main, e))
             return dsv4_error(DSV4_ENOMEM, "%s: cannot start the Engram reader thread", m->dir);
         e->thread_started = true;
@@ -142,6 +155,7 @@ dsv4_status dsv4_engram_evict(struct dsv4_model *m) {
     for (int i = 0; e && i < e->n_layers; i++) {
         const dsv4_tensor *ts[2] = {e->layers[i].t_codes, e->layers[i].t_scales};
         for (int k = 0; k < 2; k++) {
+            release_pages(ts[k]); /* mapped pages cannot be dropped */
             const char *path = dsv4_st_file_path(m->st, ts[k]->file);
             int fd = open(path, O_RDONLY);
             if (fd < 0) return dsv4_error(DSV4_EIO, "%s: cannot open to evict the Engram table", path);
@@ -161,10 +175,11 @@ static void advise_range(const void *p, size_t n, long page) {
     madvise((void *)b, (uintptr_t)p + n - b, MADV_WILLNEED);
 }
 
-void dsv4_engram_prefetch(const dsv4_engram *e, const int64_t *rows, int n) {
+/* Ask for the pages of Engram layers [first, last) of a row list. */
+static void read_ahead(const dsv4_engram *e, const int64_t *rows, int n, int first, int last) {
     long page = sysconf(_SC_PAGESIZE);
     int sb = e->head_dim / 32;
-    for (int l = 0; l < e->n_layers; l++) {
+    for (int l = first; l < last; l++) {
         const dsv4_engram_w *w = &e->layers[l];
         if (w->ram) continue;
         const int64_t *r = rows + (size_t)l * n * e->n_cols;
@@ -175,16 +190,28 @@ void dsv4_engram_prefetch(const dsv4_engram *e, const int64_t *rows, int n) {
     }
 }
 
+void dsv4_engram_prefetch(const dsv4_engram *e, const int64_t *rows, int n) { read_ahead(e, rows, n, 0, e->n_layers); }
+
 /* Copy layer l's rows of the job into its staging area. */
-static void gather_layer(const dsv4_engram *e, int l, const int64_t *rows, int n, uint8_t *out) {
+static void gather_layer(const dsv4_engram *e, int l) {
     const dsv4_engram_w *w = &e->layers[l];
-    int hd = e->head_dim, sb = hd / 32, rb = dsv4_engram_row_bytes(e);
-    const int64_t *r = rows + (size_t)l * n * e->n_cols;
-    uint8_t *o = out + (size_t)l * n * e->n_cols * rb;
+    int hd = e->head_dim, sb = hd / 32, rb = dsv4_engram_row_bytes(e), n = e->job_n;
+    const int64_t *r = e->job_rows + (size_t)l * n * e->n_cols;
+    uint8_t *o = e->job_out + (size_t)l * n * e->n_cols * rb;
     for (int i = 0; i < n * e->n_cols; i++) {
         memcpy(o + (size_t)i * rb, w->codes + (size_t)r[i] * hd, (size_t)hd);
         memcpy(o + (size_t)i * rb + hd, w->scales + (size_t)r[i] * sb, (size_t)sb);
     }
+}
+
+/* Whoever claims a layer first (the reader thread or the forward pass) copies it. */
+static void take_layer(dsv4_engram *e, int l) {
+    if (__atomic_exchange_n(&e->claimed[l], 1, __ATOMIC_ACQ_REL)) return;
+    gather_layer(e, l);
+    pthread_mutex_lock(&e->mu);
+    e->done[l] = 1;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
 }
 
 static void *reader_main(void *arg) {
@@ -193,18 +220,9 @@ static void *reader_main(void *arg) {
     for (;;) {
         while (!e->quit && !e->job_pending) pthread_cond_wait(&e->cv, &e->mu);
         if (e->quit) break;
-        const int64_t *rows = e->job_rows;
-        uint8_t *out = e->job_out;
-        int n = e->job_n;
         pthread_mutex_unlock(&e->mu);
-        dsv4_engram_prefetch(e, rows, n);
-        for (int l = 0; l < e->n_layers; l++) {
-            gather_layer(e, l, rows, n, out);
-            pthread_mutex_lock(&e->mu);
-            e->job_done = l + 1;
-            pthread_cond_broadcast(&e->cv);
-            pthread_mutex_unlock(&e->mu);
-        }
+        read_ahead(e, e->job_rows, e->job_n, 1, e->n_layers); /* the first layer's went out already */
+        for (int l = 0; l < e->n_layers; l++) take_layer(e, l);
         pthread_mutex_lock(&e->mu);
         e->job_pending = 0;
         pthread_cond_broadcast(&e->cv);
@@ -215,19 +233,20 @@ static void *reader_main(void *arg) {
 
 void dsv4_engram_gather_begin(dsv4_engram *e, const int64_t *rows, int n, uint8_t *out) {
     e->rows_read += (long long)n * e->n_cols * e->n_layers;
-    if (e->sync) {
-        e->job_rows = rows;
-        e->job_out = out;
-        e->job_n = n;
-        e->job_done = 0;
-        return;
-    }
     pthread_mutex_lock(&e->mu);
-    while (e->job_pending) pthread_cond_wait(&e->cv, &e->mu); /* the previous step's job */
+    while (e->job_pending) pthread_cond_wait(&e->cv, &e->mu); /* the reader is done with the last job */
     e->job_rows = rows;
     e->job_out = out;
     e->job_n = n;
-    e->job_done = 0;
+    for (int l = 0; l < e->n_layers; l++) e->claimed[l] = e->done[l] = 0;
+    pthread_mutex_unlock(&e->mu);
+    if (e->sync || e->placement == DSV4_ENGRAM_RAM) return; /* copied when the layer runs */
+    /* the first Engram layer's reads go out now, from this thread (it has the least slack and
+     * must not wait for the reader to wake up); the reader asks for the other layers' */
+    double t0 = dsv4_now();
+    read_ahead(e, rows, n, 0, 1);
+    e->prefetch_s += dsv4_now() - t0;
+    pthread_mutex_lock(&e->mu);
     e->job_pending = 1;
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
@@ -235,15 +254,19 @@ void dsv4_engram_gather_begin(dsv4_engram *e, const int64_t *rows, int n, uint8_
 
 void dsv4_engram_wait(dsv4_engram *e, int index) {
     double t0 = dsv4_now();
-    if (e->sync) {
-        for (int l = e->job_done; l <= index; l++) gather_layer(e, l, e->job_rows, e->job_n, e->job_out);
-        e->job_done = DSV4_MAX(e->job_done, index + 1);
-    } else {
-        pthread_mutex_lock(&e->mu);
-        while (e->job_done <= index && e->job_pending) pthread_cond_wait(&e->cv, &e->mu);
-        pthread_mutex_unlock(&e->mu);
-    }
+    for (int l = 0; l <= index; l++) take_layer(e, l);
+    pthread_mutex_lock(&e->mu);
+    for (int l = 0; l <= index; l++)
+        while (!e->done[l]) pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
     e->wait_s += dsv4_now() - t0;
+}
+
+void dsv4_engram_finish(dsv4_engram *e) {
+    dsv4_engram_wait(e, e->n_layers - 1);
+    pthread_mutex_lock(&e->mu);
+    while (e->job_pending) pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* ---- the module ------------------------------------------------------------------------------- */

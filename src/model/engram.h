@@ -98,9 +98,11 @@ typedef struct dsv4_engram {
     pthread_cond_t cv;
     const int64_t *job_rows; /* [n_layers][n][n_cols] */
     uint8_t *job_out;        /* [n_layers][n][n_cols][row_bytes] */
-    int job_n, job_pending, job_done; /* layers done of the current job */
+    int job_n, job_pending;  /* the reader thread has a job */
+    int claimed[DSV4_MAX_ENGRAM_LAYERS], done[DSV4_MAX_ENGRAM_LAYERS]; /* per layer of the job */
     /* counters */
     double wait_s;          /* time forward steps spent waiting for rows */
+    double prefetch_s;      /* time forward steps spent asking for rows to be read */
     long long rows_read;
 } dsv4_engram;
 
@@ -115,13 +117,16 @@ dsv4_status dsv4_engram_init(struct dsv4_model *m, dsv4_engram_placement placeme
 void dsv4_engram_free(dsv4_engram *e);
 /* Table bytes (codes + scales) of all layers. */
 double dsv4_engram_table_bytes(const dsv4_engram *e);
-/* Drop the tables' pages from the page cache (benchmarks: start SSD-resident). */
+/* Drop the tables' pages from the page cache (benchmarks: start SSD-resident). Pages another
+ * process (or another model object) still maps stay. */
 dsv4_status dsv4_engram_evict(struct dsv4_model *m);
 
-/* Start gathering the rows of `rows` ([n_layers][n][n_cols]) into `out`; returns at once
- * unless the gather is synchronous. dsv4_engram_wait blocks until layer `index` is staged. */
+/* Start gathering the rows of `rows` ([n_layers][n][n_cols]) into `out` (returns at once).
+ * dsv4_engram_wait returns when Engram layers 0..index are staged (copying them itself if
+ * the reader has not); dsv4_engram_finish when the whole job is and the reader is idle. */
 void dsv4_engram_gather_begin(dsv4_engram *e, const int64_t *rows, int n, uint8_t *out);
 void dsv4_engram_wait(dsv4_engram *e, int index);
+void dsv4_engram_finish(dsv4_engram *e);
 /* Ask the OS to start reading the rows of `rows` (no copy): read-ahead for drafted tokens. */
 void dsv4_engram_prefetch(const dsv4_engram *e, const int64_t *rows, int n);
 

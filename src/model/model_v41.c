@@ -186,7 +186,7 @@ static dsv4_status step(dsv4_model *m, dsv4_batch_item *items, int n_items, dsv4
         P = P2;
         P2 = t;
     }
-    if (gathering) dsv4_engram_wait(e, e->n_layers - 1); /* the staging buffer is freed below */
+    if (gathering) dsv4_engram_finish(e); /* the staging buffer is freed below */
 
     /* logits of the rows the items asked for */
     if (!rc) {

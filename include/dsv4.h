@@ -133,6 +133,7 @@ typedef struct dsv4_spec_stats {
     int accepted;     /* draft tokens accepted */
     int generated;    /* tokens produced */
     double seconds;   /* wall time of the generation (prompt excluded) */
+    double draft_seconds, verify_seconds; /* of which drafting, and main-model steps */
 } dsv4_spec_stats;
 
 /* Greedy generation of up to max_new tokens after the prompt (fed at the session's current

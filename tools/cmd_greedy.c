@@ -37,9 +37,11 @@ static void print_run(const char *label, const int32_t *out, int n, const dsv4_s
     for (int i = 0; i < n; i++) printf("%s%d", i ? ", " : "", out[i]);
     printf("], \"tokens\": %d, \"steps\": %d, \"seconds\": %.4f, \"tokens_per_s\": %.2f", st->generated, st->steps,
            st->seconds, st->seconds > 0 ? st->generated / st->seconds : 0.0);
+    printf(", \"ms_per_main_step\": %.3f", st->steps ? 1e3 * st->verify_seconds / st->steps : 0.0);
     if (spec)
-        printf(", \"drafted\": %d, \"accepted\": %d, \"acceptance\": %.4f, \"tokens_per_step\": %.3f", st->drafted, st->accepted,
-               st->drafted ? (double)st->accepted / st->drafted : 0.0, st->steps ? (double)st->generated / st->steps : 0.0);
+        printf(", \"drafted\": %d, \"accepted\": %d, \"acceptance\": %.4f, \"tokens_per_step\": %.3f, \"ms_per_draft\": %.3f",
+               st->drafted, st->accepted, st->drafted ? (double)st->accepted / st->drafted : 0.0,
+               st->steps ? (double)st->generated / st->steps : 0.0, st->steps ? 1e3 * st->draft_seconds / st->steps : 0.0);
     printf("}\n");
 }
 

@@ -118,17 +118,23 @@ dsv4_status dsv4_generate_greedy(dsv4_session *s, const int32_t *prompt, int n_p
         int room = s->max_ctx - s->pos; /* tokens the session can still take */
         int k = DSV4_MIN(B, DSV4_MIN(max_new - *n_out, room - 1));
         if (k <= 0) { /* plain greedy step */
+            double t1 = dsv4_now();
             rc = dsv4_forward(s, &next, 1, DSV4_LOGITS_LAST, logits);
+            st.verify_seconds += dsv4_now() - t1;
             st.steps++;
             if (!rc) next = argmax(logits, V);
             continue;
         }
+        double t1 = dsv4_now();
         if ((rc = dsv4_dspark_draft(s, next, drafts, NULL, NULL))) break;
+        double t2 = dsv4_now();
+        st.draft_seconds += t2 - t1;
         chunk[0] = next;
         memcpy(chunk + 1, drafts, (size_t)k * sizeof(int32_t));
         dsv4_step_mark mk;
         if ((rc = dsv4_step_mark_save(s, k + 1, &mk))) break;
         rc = dsv4_forward(s, chunk, k + 1, DSV4_LOGITS_ALL, logits);
+        st.verify_seconds += dsv4_now() - t2;
         st.steps++;
         st.drafted += k;
         int acc = 0;

@@ -30,6 +30,8 @@
 #include "model/synth_v41.h"
 #include "numeric/numeric.h"
 
+enum { NAME_LEN = 128 }; /* tensor names are far shorter; the margin keeps snprintf exact */
+
 /* ---- hyper-parameters ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -299,7 +301,7 @@ static dsv4_status gen(void *ctx, size_t off, void *dst, size_t len) {
 /* ---- the tensor list ------------------------------------------------------------------------- */
 
 typedef struct {
-    char name[96];
+    char name[NAME_LEN + 32];
     dsv4_dtype dtype;
     int ndim;
     int64_t shape[2];
@@ -344,7 +346,7 @@ static void add_vec(tlist *l, const char *name, int64_t n, recipe kind, float si
 
 /* An FP8 linear [out, in] and its 32 x 32 e8m0 block scales. */
 static void add_fp8(tlist *l, const char *prefix, int64_t out, int64_t in) {
-    char n[128];
+    char n[NAME_LEN + 16];
     float sigma = 1.0f / sqrtf((float)in);
     snprintf(n, sizeof n, "%s.weight", prefix);
     add(l, n, DSV4_DT_F8_E4M3, out, in, R_FP8, sigma);
@@ -353,13 +355,13 @@ static void add_fp8(tlist *l, const char *prefix, int64_t out, int64_t in) {
 }
 
 static void add_bf16(tlist *l, const char *prefix, int64_t out, int64_t in) {
-    char n[128];
+    char n[NAME_LEN + 16];
     snprintf(n, sizeof n, "%s.weight", prefix);
     add(l, n, DSV4_DT_BF16, out, in, R_BF16, 1.0f / sqrtf((float)in));
 }
 
 static void add_expert(tlist *l, const char *prefix, int dim, int inter, bool fp4) {
-    char n[128];
+    char n[NAME_LEN];
     const char *w[3] = {"w1", "w2", "w3"};
     for (int k = 0; k < 3; k++) {
         int64_t out = k == 1 ? dim : inter, in = k == 1 ? inter : dim;
@@ -369,7 +371,7 @@ static void add_expert(tlist *l, const char *prefix, int dim, int inter, bool fp
             continue;
         }
         float sigma = 1.0f / sqrtf((float)in);
-        char wn[160], sn[160];
+        char wn[NAME_LEN + 16], sn[NAME_LEN + 16];
         snprintf(wn, sizeof wn, "%s.weight", n);
         snprintf(sn, sizeof sn, "%s.scale", n);
         add(l, wn, DSV4_DT_I8, out, in / 2, R_FP4, sigma);
@@ -384,7 +386,7 @@ static bool in(const int *v, int n, int x) {
 }
 
 static void add_block(tlist *l, const scfg *c, const char *p, int id) {
-    char n[128];
+    char n[NAME_LEN];
     int mix = (2 + c->hc) * c->hc, E = id < c->L ? c->E : c->dsE;
     float hs = 0.5f / sqrtf((float)(c->hc * c->dim));
     const char *site[2] = {"attn", "ffn"};
@@ -449,7 +451,7 @@ static void add_block(tlist *l, const scfg *c, const char *p, int id) {
 }
 
 static void list_tensors(tlist *l, const scfg *c) {
-    char n[128];
+    char n[NAME_LEN];
     add(l, "embed.weight", DSV4_DT_BF16, c->vocab, c->dim, R_BF16, 0.12f);
     add_bf16(l, "head", c->vocab, c->dim);
     add_vec(l, "norm.weight", c->dim, R_ONES_BF16, 0);
@@ -475,23 +477,22 @@ static void list_tensors(tlist *l, const scfg *c) {
     if (c->stages) {
         add_fp8(l, "mtp.0.main_proj", c->dim, 3 * (int64_t)c->dim);
         add_vec(l, "mtp.0.main_norm.weight", c->dim, R_ONES_BF16, 0);
-        snprintf(n, sizeof n, "mtp.%d.", c->stages - 1);
-        char m[160];
-        snprintf(m, sizeof m, "%snorm.weight", n);
-        add_vec(l, m, c->dim, R_ONES_BF16, 0);
-        snprintf(m, sizeof m, "%smarkov_head.embed.weight", n);
-        add(l, m, DSV4_DT_BF16, c->vocab, c->rank, R_BF16, 1.0f / sqrtf((float)c->rank));
-        snprintf(m, sizeof m, "%smarkov_head.head", n);
-        add_bf16(l, m, c->vocab, c->rank);
-        snprintf(m, sizeof m, "%sconfidence_head.proj", n);
-        add_bf16(l, m, 1, (int64_t)c->dim + c->rank);
+        int last = c->stages - 1; /* the last stage holds the draft head */
+        snprintf(n, sizeof n, "mtp.%d.norm.weight", last);
+        add_vec(l, n, c->dim, R_ONES_BF16, 0);
+        snprintf(n, sizeof n, "mtp.%d.markov_head.embed.weight", last);
+        add(l, n, DSV4_DT_BF16, c->vocab, c->rank, R_BF16, 1.0f / sqrtf((float)c->rank));
+        snprintf(n, sizeof n, "mtp.%d.markov_head.head", last);
+        add_bf16(l, n, c->vocab, c->rank);
+        snprintf(n, sizeof n, "mtp.%d.confidence_head.proj", last);
+        add_bf16(l, n, 1, (int64_t)c->dim + c->rank);
     }
 }
 
 /* The Engram tables, last and one shard each (as the release keeps them in its last shards). */
 static void list_tables(tlist *l, const scfg *c) {
     for (int e = 0; e < 2; e++) {
-        char n[128];
+        char n[NAME_LEN];
         snprintf(n, sizeof n, "layers.%d.engram.embed.weight", c->eng[e]);
         add(l, n, DSV4_DT_F8_E4M3, c->e_rows[e], c->e_hd, R_FP8, 1.0f);
         snprintf(n, sizeof n, "layers.%d.engram.embed.scale", c->eng[e]);

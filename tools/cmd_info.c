@@ -104,10 +104,15 @@ static void info_v41(const dsv4_model *m, const char *dir) {
                dsv4_engram_row_bytes(m->engram));
     }
     printf("\n");
-    if (m->engram)
+    if (m->engram) {
+        const dsv4_engram *en = m->engram;
+        int reads = 2 * en->n_layers * en->n_cols; /* a row's codes and its scales are separate tensors */
         printf("            Engram tables are read %s; rows are gathered ahead of the layers that use them%s\n",
-               m->engram->placement == DSV4_ENGRAM_RAM ? "from RAM (copied at load)" : "through the memory map (RAM or SSD)",
-               m->engram->sync ? " (disabled: --engram-sync)" : "");
+               en->placement == DSV4_ENGRAM_RAM ? "from RAM (copied at load)" : "through the memory map (RAM or SSD)",
+               en->sync ? " (disabled: --engram-sync)" : "");
+        printf("            from SSD a token costs up to %d random page reads (%d KiB), %d of them before layer %d\n", reads,
+               reads * 4, reads / en->n_layers, en->layers[0].layer);
+    }
     const char *names[] = {"exact (f32 rows)", "default (FP4 KV, FP8 window)"};
     printf("\nKV state per token (amortised; windows are a fixed cost per sequence):\n");
     for (int f = 0; f < 2; f++) {

@@ -231,7 +231,7 @@ static dsv4_status index_select(const struct dsv4_model *m, const dsv4_attn_w *a
         int end = sg->pos0 + sg->n, width_max = end / r;
         /* which keys each row scores: the group's own, or (official decode) the stale slot */
         int *src = malloc(((size_t)sg->n + 1) * sizeof(int)), *avail = malloc(((size_t)sg->n + 1) * sizeof(int));
-        key_cache kc[8];
+        key_cache kc[DSV4_MAX_LAYERS]; /* one per source layer read (at most the KV sources) */
         int n_kc = 0;
         if (!src || !avail) rc = dsv4_error(DSV4_ENOMEM, "out of memory in the CSA2 indexer");
         for (int t = 0; t < sg->n && !rc; t++) {

@@ -10,6 +10,8 @@
  *  4. The compressed vocabulary of the reference checkpoints' synthetic tokenizer (built
  *     through the ICU normaliser) against engram_token_map.npy, and a few normaliser cases
  *     whose result the Unicode standard fixes.
+ *  5. The three table placements (memory map with read-ahead, RAM, memory map read at the
+ *     layer) give bit-identical logits on the tiny reference checkpoint.
  * The full 129,280-id vocabulary is checked against Hugging Face by engram_vocab_oracle. */
 #include <jansson.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "dsv4.h"
 #include "io/npy.h"
 #include "model/engram.h"
 #include "text/normalize.h"
@@ -151,11 +154,38 @@ static void test_normalizer(void) {
     expect_norm("a\xc2\xa0" "b", "a b");                      /* no-break space: NFKC makes it a space */
 }
 
+static void test_placements(void) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/refvectors-v41/models/tiny_v41flash", DSV4_SHARED);
+    const int32_t ids[16] = {116, 278, 343, 231, 30, 332, 42, 468, 94, 19, 223, 112, 391, 222, 232, 43};
+    float *got[3] = {0};
+    for (int k = 0; k < 3; k++) {
+        dsv4_open_opts o = {0};
+        o.engram_ram = k == 1;
+        o.engram_sync = k == 2;
+        dsv4_model *m;
+        dsv4_session *s;
+        if (dsv4_model_open(dir, &o, &m) || dsv4_session_new(m, 32, &s)) {
+            CHECK(0, "open %s: %s", dir, dsv4_errmsg());
+            return;
+        }
+        int V = dsv4_model_vocab(m);
+        got[k] = malloc((size_t)16 * V * sizeof(float));
+        CHECK(!dsv4_forward(s, ids, 12, DSV4_LOGITS_ALL, got[k]), "prefill: %s", dsv4_errmsg());
+        for (int t = 12; t < 16; t++) CHECK(!dsv4_forward(s, ids + t, 1, DSV4_LOGITS_ALL, got[k] + (size_t)t * V), "decode");
+        if (k) CHECK(!memcmp(got[0], got[k], (size_t)16 * V * sizeof(float)), "placement %d gives other logits", k);
+        dsv4_session_free(s);
+        dsv4_model_close(m);
+    }
+    for (int k = 0; k < 3; k++) free(got[k]);
+}
+
 int main(void) {
     test_hand_hash();
     test_reference_constants();
     test_flash_constants();
     test_synthetic_map();
     test_normalizer();
+    test_placements();
     return check_done("test_engram");
 }

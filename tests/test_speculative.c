@@ -1,7 +1,7 @@
 /* test_speculative.c: DSpark speculative decoding gives exactly greedy decoding's tokens.
  *
  * On the tiny V4.1 reference checkpoint (../shared/refvectors-v41), for both numerics and
- * both index-key behaviours:
+ * both index-key behaviours (two of the four combinations in the sanitizer build):
  *  - a decode step of several tokens gives, bit for bit, the logits of feeding them one at a
  *    time (the verification step computes what single-token steps would, including the
  *    official stale index-key slot), also at a short context where the engine must fall back
@@ -156,6 +156,11 @@ int main(void) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/refvectors-v41/models/tiny_v41flash", DSV4_SHARED);
     for (int mode = 0; mode < 4; mode++) {
+#ifdef DSV4_SANITIZE
+        /* under ASan two of the four: default numerics with the official keys and exact with
+         * the intended ones still take every path (both row formats, both key behaviours) */
+        if (mode == 1 || mode == 2) continue;
+#endif
         dsv4_open_opts o = {0};
         o.numerics = mode & 1 ? DSV4_NUMERICS_EXACT : DSV4_NUMERICS_DEFAULT;
         o.index_keys_intended = mode >= 2;

@@ -35,7 +35,7 @@ static void test_two_spellings(void) {
     struct dsv4_config a, b;
     CHECK(dsv4_config_parse(j1, p1, &a) == DSV4_OK, "HF config: %s", dsv4_errmsg());
     CHECK(dsv4_config_parse(j2, p2, &b) == DSV4_OK, "inference config: %s", dsv4_errmsg());
-    CHECK(a.family == DSV4_FAMILY_V41 && b.family == DSV4_FAMILY_V41, "both are V4.1 configs");
+    CHECK(a.family == DSV4_ARCH_V41 && b.family == DSV4_ARCH_V41, "both are V4.1 configs");
     memcpy(b.model_type, a.model_type, sizeof a.model_type);
     b.max_position_embeddings = a.max_position_embeddings; /* max_seq_len is a runtime limit in the inference file */
     CHECK(!memcmp(&a, &b, sizeof a), "the two spellings give different configurations");
@@ -116,7 +116,7 @@ static void expect_refused(const char *from, const char *to, const char *key) {
 
 static void test_refusals(void) {
     /* layer 2 stops being an index source: layers 2-4 have no indexer of their ratio */
-    expect_refused("\"index_source_layer_ids\": [\n   2,", "\"index_source_layer_ids\": [\n   5,", "index_source_layers");
+    expect_refused("\"index_source_layer_ids\": [\n   2,", "\"index_source_layer_ids\": [\n   5,", "index_source_layer_ids");
     /* a KV source of ratio 0 */
     expect_refused("\"kv_source_layer_ids\": [\n   2,", "\"kv_source_layer_ids\": [\n   0,", "compress_ratios");
     expect_refused("\"engram_num_embeddings\": [\n   12126,\n   12436\n  ]", "\"engram_num_embeddings\": [\n   12126\n  ]",

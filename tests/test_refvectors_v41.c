@@ -104,6 +104,7 @@ typedef struct {
 
 static int run_path(dsv4_model *model, const int32_t *ids, int T, int split, float *logits, dspark_out *dk) {
     int V = dsv4_model_vocab(model);
+    model->first_topk_tie = INT32_MAX;
     dsv4_session *s;
     if (dsv4_session_new(model, T + 1, &s)) return -1;
     int rc = 0, k = 0;
@@ -123,14 +124,25 @@ static int run_path(dsv4_model *model, const int32_t *ids, int T, int split, flo
     return rc;
 }
 
-static void apply_rule(json_t *rule, const char *label, metrics mt) {
+/* tie: the first position whose indexer top-k boundary was a near-tie in our run (INT32_MAX:
+ * none). From there on a last-bit difference anywhere upstream (another summation order, the
+ * reference's or ours) may legitimately select another compressed row, so a tight rule holds
+ * strictly before it and statistically (median within atol, top-1 >= 0.99) from it on. */
+static void apply_rule(json_t *rule, const char *label, metrics mt, int tie) {
     const char *mode = json_string_value(json_object_get(rule, "mode"));
     const char *note = json_string_value(json_object_get(rule, "note"));
     printf("%-40s max %.3g median %.3g top1 %.4f first>1e-3 %d", label, mt.max_abs, mt.median, mt.top1, mt.first_over);
     if (mode && !strcmp(mode, "tight")) {
         double atol = json_number_value(json_object_get(rule, "atol"));
-        printf("  [tight %.3g]\n", atol);
-        CHECK(mt.max_abs <= atol, "%s: max |d| %.3g > %.3g", label, mt.max_abs, atol);
+        if (mt.max_abs > atol && mt.first_over >= tie) {
+            printf("  [tight %.3g before the top-k near-tie at position %d; after it median<=%.3g top1>=0.99]\n", atol, tie,
+                   atol);
+            CHECK(mt.median <= atol && mt.top1 >= 0.99, "%s: after the near-tie at %d: median %.3g, top-1 %.4f", label,
+                  tie, mt.median, mt.top1);
+        } else {
+            printf("  [tight %.3g]\n", atol);
+            CHECK(mt.max_abs <= atol, "%s: max |d| %.3g > %.3g (first near-tie at %d)", label, mt.max_abs, atol, tie);
+        }
     } else {
         double min_top1 = json_number_value(json_object_get(rule, "min_top1"));
         double max_median = json_number_value(json_object_get(rule, "max_median"));
@@ -198,7 +210,7 @@ static void check_dspark(json_t *vrules, const char *label, const char *dir, con
     char l2[512];
     snprintf(l2, sizeof l2, "%s dspark_logits_decode", label);
     metrics mt = compare(dk->logits, ref, S * B, V, B);
-    apply_rule(json_object_get(vrules, "dspark_logits_decode"), l2, mt);
+    apply_rule(json_object_get(vrules, "dspark_logits_decode"), l2, mt, INT32_MAX);
     metrics mc = {0, 0, 0, -1};
     for (int i = 0; i < S * B; i++) mc.max_abs = fmax(mc.max_abs, fabs((double)dk->conf[i] - rconf[i]));
     snprintf(l2, sizeof l2, "%s dspark_confidence_decode", label);
@@ -321,7 +333,7 @@ int main(int argc, char **argv) {
                     } else {
                         json_incref(rule);
                     }
-                    apply_rule(rule, label, compare(got, ref, T, V, 1));
+                    apply_rule(rule, label, compare(got, ref, T, V, 1), model->first_topk_tie);
                     json_decref(rule);
                     if (dkp) {
                         snprintf(label, sizeof label, "%s %s", cname, vname);

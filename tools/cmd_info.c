@@ -144,7 +144,7 @@ int cmd_info(int argc, char **argv) {
     if (dsv4_model_open(dir, &opts, &m)) return cli_fail_lib(cmd, NULL);
     const struct dsv4_config *c = dsv4_model_config(m);
     char a[32], b[32], d[32];
-    if (c->family == DSV4_FAMILY_V41) {
+    if (c->family == DSV4_ARCH_V41) {
         info_v41(m, dir);
         dsv4_model_close(m);
         return 0;

@@ -15,9 +15,15 @@ static const struct {
     {"info", cmd_info, "config summary, parameter counts, weight bytes, KV bytes per token"},
     {"logits", cmd_logits, "write next-token logits of a token list as .npy"},
     {"render", cmd_render, "print the prompt a conversation encodes to (chat format)"},
+    {"serve", cmd_serve, "OpenAI- and Anthropic-compatible HTTP server (docs/server.md)"},
     {"tokenize", cmd_tokenize, "text to token ids and back (JSON lines)"},
+    {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)"},
+    {"data", cmd_data, "build the training data set (data build), or its text (data text)"},
+    {"eval", cmd_eval, "held-out accuracy per task, needle retrieval, tool-call round trip"},
+    {"grad", cmd_grad, "loss of a token list and its gradient w.r.t. every weight (.safetensors)"},
+    {"bench", cmd_bench, "decode and prefill speed against the measured bandwidth and FMA peak"},
+    {"synth", cmd_synth, "write a random checkpoint shaped like DeepSeek-V4-Flash, -Pro or V4.1-Flash"},
     {"greedy", cmd_greedy, "greedy decoding from token ids, plain or with DSpark speculation"},
-    {"synth", cmd_synth, "write a random checkpoint with a release's shapes (--like v41-flash)"},
     {"engram", cmd_engram, "V4.1 Engram: compressed vocabulary of a tokenizer, table rows of ids"},
 };
 

@@ -48,5 +48,7 @@ void dsv4_set_threads(int n);
 
 /* Monotonic wall clock in seconds. */
 double dsv4_now(void);
+/* CPU time of the whole process (all threads) in seconds, for benchmarks. */
+double dsv4_cpu_now(void);
 
 #endif

@@ -17,6 +17,7 @@ struct dsv4_gen {
     char *hold; /* text that might still become a stop string */
     size_t hold_len, hold_cap;
     int n_tokens, n_calls;
+    int stop_index; /* the stop string that ended the text, or -1 */
     dsv4_finish finish;
     dsv4_gen_token last;
 };
@@ -54,6 +55,7 @@ dsv4_status dsv4_gen_new(const dsv4_tokenizer *tok, const dsv4_gen_params *p, ds
     dsv4_gen *g = dsv4_calloc(1, sizeof *g, "generation");
     if (!g) return DSV4_ENOMEM;
     g->p = *p;
+    g->stop_index = -1;
     dsv4_status rc = dsv4_sampler_new(&p->sampling, p->seed, &g->sampler);
     if (!rc) rc = dsv4_detok_stream_new(tok, &g->detok);
     if (!rc) rc = dsv4_dsml_new(p->in_reasoning, &g->dsml);
@@ -76,7 +78,7 @@ void dsv4_gen_free(dsv4_gen *g) {
 
 static dsv4_status release(dsv4_gen *g, size_t n) {
     dsv4_status rc = n ? dsv4_dsml_feed(g->dsml, g->hold, n) : DSV4_OK;
-    memmove(g->hold, g->hold + n, g->hold_len - n);
+    if (g->hold_len > n) memmove(g->hold, g->hold + n, g->hold_len - n);
     g->hold_len -= n;
     return rc;
 }
@@ -100,7 +102,10 @@ static bool push_text(dsv4_gen *g, const char *s, size_t n, dsv4_status *rc) {
     size_t best = SIZE_MAX;
     for (int i = 0; i < g->p.n_stop; i++) {
         const char *hit = memmem(g->hold, g->hold_len, g->p.stop[i], strlen(g->p.stop[i]));
-        if (hit && (size_t)(hit - g->hold) < best) best = (size_t)(hit - g->hold);
+        if (hit && (size_t)(hit - g->hold) < best) {
+            best = (size_t)(hit - g->hold);
+            g->stop_index = i;
+        }
     }
     if (best != SIZE_MAX) {
         *rc = release(g, best);
@@ -191,3 +196,4 @@ dsv4_finish dsv4_gen_finish_reason(const dsv4_gen *g) {
 int dsv4_gen_n_tokens(const dsv4_gen *g) { return g->n_tokens; }
 const dsv4_gen_token *dsv4_gen_last(const dsv4_gen *g) { return &g->last; }
 int dsv4_gen_n_calls(const dsv4_gen *g) { return g->n_calls; }
+int dsv4_gen_stop_index(const dsv4_gen *g) { return g->stop_index; }

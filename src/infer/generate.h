@@ -79,5 +79,6 @@ dsv4_finish dsv4_gen_finish_reason(const dsv4_gen *g);
 int dsv4_gen_n_tokens(const dsv4_gen *g);     /* tokens sampled, the end-of-sentence included */
 const dsv4_gen_token *dsv4_gen_last(const dsv4_gen *g);
 int dsv4_gen_n_calls(const dsv4_gen *g);      /* tool calls completed so far */
+int dsv4_gen_stop_index(const dsv4_gen *g);   /* which stop string ended the text, or -1 */
 
 #endif

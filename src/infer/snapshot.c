@@ -83,7 +83,7 @@ static const dsv4_layer_w *state_weights(const struct dsv4_model *m, int i) {
     return m->dspark ? &m->dspark->stages[i - m->cfg.n_layers] : &m->mtp->block;
 }
 
-static bool is_v41(const struct dsv4_model *m) { return m->cfg.family == DSV4_FAMILY_V41; }
+static bool is_v41(const struct dsv4_model *m) { return m->cfg.family == DSV4_ARCH_V41; }
 
 /* V4.1: the floats of one of a KV source's compressor buffers. */
 static size_t v41_slot_floats(const struct dsv4_model *m, const dsv4_layer_w *lw) {

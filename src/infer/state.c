@@ -200,7 +200,7 @@ dsv4_status dsv4_session_new(dsv4_model *m, int max_ctx, dsv4_session **out) {
     s->n_states = c->n_layers + (m->mtp ? 1 : 0) + (m->dspark ? m->dspark->n_stages : 0);
     s->layers = dsv4_calloc((size_t)s->n_states, sizeof *s->layers, "session layers");
     dsv4_status rc = s->layers ? DSV4_OK : DSV4_ENOMEM;
-    if (!rc && c->family == DSV4_FAMILY_V41) {
+    if (!rc && c->family == DSV4_ARCH_V41) {
         rc = session_init_v41(s);
         if (rc) {
             dsv4_session_free(s);
@@ -232,7 +232,7 @@ void dsv4_session_reset(dsv4_session *s) {
     s->mtp_pos = 0;
     s->idx_slot = -1;
     s->dspark_rows = 0;
-    if (s->m->cfg.family == DSV4_FAMILY_V41) { /* the compressor slots are rewritten before use */
+    if (s->m->cfg.family == DSV4_ARCH_V41) { /* the compressor slots are rewritten before use */
         for (int i = 0; i < s->n_states; i++) s->layers[i].comp.n_rows = s->layers[i].idx.n_rows = 0;
         return;
     }
@@ -265,7 +265,7 @@ int dsv4_session_max_ctx(const dsv4_session *s) { return s->max_ctx; }
 
 size_t dsv4_session_bytes(const dsv4_session *s) {
     size_t total = 0;
-    if (s->m->cfg.family == DSV4_FAMILY_V41) {
+    if (s->m->cfg.family == DSV4_ARCH_V41) {
         for (int i = 0; i < s->n_states; i++) {
             const dsv4_layer_state *ls = &s->layers[i];
             total += (size_t)DSV4_MIN(s->pos, ls->win.cap) * ls->win.row_bytes;

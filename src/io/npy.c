@@ -30,8 +30,10 @@ dsv4_status dsv4_npy_write_f32(const char *path, const float *data, int ndim, co
     return DSV4_OK;
 }
 
-/* Read an array whose dtype descriptor is `descr` (elements of `size` bytes). */
-static dsv4_status npy_read(const char *path, const char *descr, size_t size, void **data, int *ndim, int64_t *shape) {
+/* Read an array whose dtype descriptor is `descr` (elements of `size` bytes; `what` names the
+ * dtype and `unit` its elements in messages). */
+static dsv4_status npy_read(const char *path, const char *descr, const char *what, const char *unit, size_t size,
+                            void **data, int *ndim, int64_t *shape) {
     *data = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return dsv4_error(DSV4_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -50,7 +52,7 @@ static dsv4_status npy_read(const char *path, const char *descr, size_t size, vo
     if (!rc) {
         char want[32];
         snprintf(want, sizeof want, "'descr': '%s'", descr);
-        if (!strstr(dict, want)) rc = dsv4_error(DSV4_EFORMAT, "%s: dtype is not %s", path, descr);
+        if (!strstr(dict, want)) rc = dsv4_error(DSV4_EFORMAT, "%s: dtype is not %s", path, what);
         else if (!strstr(dict, "'fortran_order': False")) rc = dsv4_error(DSV4_EFORMAT, "%s: Fortran order", path);
     }
     size_t n = 1;
@@ -69,11 +71,22 @@ static dsv4_status npy_read(const char *path, const char *descr, size_t size, vo
                     break;
                 }
                 shape[(*ndim)++] = v;
-                n *= (size_t)v;
+                size_t bytes;
+                if (!dsv4_mul_ok(n, (size_t)v, &n) || !dsv4_mul_ok(n, size, &bytes)) {
+                    rc = dsv4_error(DSV4_EFORMAT, "%s: shape overflows", path);
+                    break;
+                }
                 p = end;
                 while (*p == ',' || *p == ' ') p++;
             }
         }
+    }
+    if (!rc) {
+        /* the data must be in the file before we allocate for it */
+        long here = ftell(f);
+        if (here < 0 || fseek(f, 0, SEEK_END) != 0 || (size_t)(ftell(f) - here) / size < n ||
+            fseek(f, here, SEEK_SET) != 0)
+            rc = dsv4_error(DSV4_EFORMAT, "%s: truncated data: the shape needs %zu %s", path, n, unit);
     }
     if (!rc) {
         *data = malloc(n * size + 1);
@@ -90,9 +103,9 @@ static dsv4_status npy_read(const char *path, const char *descr, size_t size, vo
 }
 
 dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t *shape) {
-    return npy_read(path, "<f4", sizeof(float), (void **)data, ndim, shape);
+    return npy_read(path, "<f4", "little-endian float32", "floats", sizeof(float), (void **)data, ndim, shape);
 }
 
 dsv4_status dsv4_npy_read_i64(const char *path, int64_t **data, int *ndim, int64_t *shape) {
-    return npy_read(path, "<i8", sizeof(int64_t), (void **)data, ndim, shape);
+    return npy_read(path, "<i8", "little-endian int64", "int64 values", sizeof(int64_t), (void **)data, ndim, shape);
 }

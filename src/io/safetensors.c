@@ -4,16 +4,21 @@
  * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then the
  * data section; offsets are relative to the data section. We map each file once and keep one
  * table of tensors sorted by name for binary search. All checks happen at open time so that
- * later code can trust every pointer and size. */
-#include <errno.h>
-#include <fcntl.h>
+ * later code can trust every pointer and size: the header length against the file (and a
+ * 100 MB cap), the JSON, each entry's fields and types, the dtype, the shape (non-negative,
+ * element count below 2^63), the byte range (inside the data section, the size dtype and shape
+ * imply, overlapping no other tensor), names unique across files, and for a shard set the
+ * index against the shards both ways. docs/robustness.md lists the messages.
+ *
+ * What cannot be checked at open: a file truncated by another process after we mapped it
+ * makes later reads fault (SIGBUS), as with any mmap-based loader. */
 #include <jansson.h>
 #include <stdio.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/base.h"
+#include "io/file.h"
 #include "io/safetensors.h"
 
 typedef struct st_file {
@@ -30,7 +35,7 @@ struct dsv4_st {
     dsv4_tensor *tensors;
     int n_tensors, cap_tensors;
     char **names; /* owned name strings */
-    int sorted_n; /* tensors[0..sorted_n) are sorted by name; the rest are being parsed */
+    char *source; /* what was opened: the index, the single file or the memory label */
 };
 
 static const struct {
@@ -72,20 +77,24 @@ int64_t dsv4_tensor_numel(const dsv4_tensor *t) {
 
 /* ---- opening ----------------------------------------------------------------------------- */
 
-static dsv4_st *st_new(void) {
-    dsv4_st *st = dsv4_calloc(1, sizeof *st, "safetensors reader");
-    return st;
-}
+/* The reference implementation (the safetensors crate) refuses headers over 100 MB; a real
+ * shard's header is about 100 KB. The bound keeps a forged length from making us parse
+ * gigabytes of JSON. */
+#define ST_MAX_HEADER 100000000ull
+/* An index lists every tensor once: a few MB for the largest release. */
+#define ST_MAX_INDEX ((size_t)256 << 20)
+
+static dsv4_st *st_new(void) { return dsv4_calloc(1, sizeof(dsv4_st), "safetensors reader"); }
 
 static dsv4_status st_add_file(dsv4_st *st, const char *path, const uint8_t *map, size_t size,
                                bool owned, int *index) {
     st_file *nf = realloc(st->files, (size_t)(st->n_files + 1) * sizeof *nf);
-    if (!nf) return dsv4_error(DSV4_ENOMEM, "out of memory opening %s", path);
+    if (!nf) return dsv4_error(DSV4_ENOMEM, "%s: out of memory opening the file", path);
     st->files = nf;
     st_file *f = &st->files[st->n_files];
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
-    if (!f->path) return dsv4_error(DSV4_ENOMEM, "out of memory opening %s", path);
+    if (!f->path) return dsv4_error(DSV4_ENOMEM, "%s: out of memory opening the file", path);
     f->map = map;
     f->size = size;
     f->owned_map = owned;
@@ -93,51 +102,98 @@ static dsv4_status st_add_file(dsv4_st *st, const char *path, const uint8_t *map
     return DSV4_OK;
 }
 
-static dsv4_status map_file(const char *path, const uint8_t **map, size_t *size) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return dsv4_error(DSV4_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return dsv4_error(DSV4_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return dsv4_error(DSV4_EIO, "%s: not a regular file", path);
-    }
-    if (sb.st_size < 8) {
-        close(fd);
-        return dsv4_error(DSV4_EFORMAT, "%s: truncated: %lld bytes, a safetensors file needs at least 8",
-                          path, (long long)sb.st_size);
-    }
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    int e = errno;
-    close(fd);
-    if (p == MAP_FAILED) return dsv4_error(DSV4_EIO, "%s: cannot map: %s", path, strerror(e));
-    *map = p;
-    *size = (size_t)sb.st_size;
-    return DSV4_OK;
+/* Map a file and append it to the reader; the map is released by dsv4_st_close. */
+static dsv4_status st_map_file(dsv4_st *st, const char *path, int *index) {
+    const uint8_t *map;
+    size_t size;
+    dsv4_status rc = dsv4_file_map(path, &map, &size);
+    if (rc) return rc;
+    rc = st_add_file(st, path, map, size, size > 0, index);
+    if (rc && size) munmap((void *)map, size);
+    return rc;
 }
 
-static dsv4_status st_push_tensor(dsv4_st *st, dsv4_tensor *t, const char *name) {
+static dsv4_status st_push_tensor(dsv4_st *st, dsv4_tensor *t, const char *name, const char *path) {
     if (st->n_tensors == st->cap_tensors) {
+        if (st->cap_tensors > INT32_MAX / 2)
+            return dsv4_error(DSV4_EFORMAT, "%s: more than %d tensors", path, st->cap_tensors);
         int cap = st->cap_tensors ? st->cap_tensors * 2 : 256;
         dsv4_tensor *nt = realloc(st->tensors, (size_t)cap * sizeof *nt);
-        char **nn = realloc(st->names, (size_t)cap * sizeof *nn);
         if (nt) st->tensors = nt;
+        char **nn = realloc(st->names, (size_t)cap * sizeof *nn);
         if (nn) st->names = nn;
-        if (!nt || !nn) return dsv4_error(DSV4_ENOMEM, "out of memory reading tensor table");
+        if (!nt || !nn) return dsv4_error(DSV4_ENOMEM, "%s: out of memory reading the tensor table", path);
         st->cap_tensors = cap;
     }
     char *copy = strdup(name);
-    if (!copy) return dsv4_error(DSV4_ENOMEM, "out of memory reading tensor table");
+    if (!copy) return dsv4_error(DSV4_ENOMEM, "%s: out of memory reading the tensor table", path);
     t->name = copy;
     st->names[st->n_tensors] = copy;
     st->tensors[st->n_tensors++] = *t;
     return DSV4_OK;
 }
 
+/* One header entry, {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, checked
+ * against the data section of file `fi` (data_size bytes). */
+static dsv4_status parse_entry(const dsv4_st *st, int fi, size_t data_size, const char *key, json_t *val,
+                               dsv4_tensor *t) {
+    const st_file *f = &st->files[fi];
+    const char *path = f->path;
+    if (!json_is_object(val)) return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: entry is not an object", path, key);
+    json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"),
+           *jo = json_object_get(val, "data_offsets");
+    if (!json_is_string(jd)) return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: \"dtype\" is missing or not a string", path, key);
+    if (!json_is_array(js)) return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: \"shape\" is missing or not an array", path, key);
+    if (!json_is_array(jo) || json_array_size(jo) != 2)
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: \"data_offsets\" is missing or not an array of two", path, key);
+    memset(t, 0, sizeof *t);
+    t->dtype = dsv4_dtype_parse(json_string_value(jd));
+    if (t->dtype == DSV4_DT_UNKNOWN)
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: unknown dtype \"%.32s\"", path, key, json_string_value(jd));
+
+    /* Shape: non-negative integers whose product (zero dimensions aside) fits in int64, so
+     * that dsv4_tensor_numel and every size computed from the shape cannot overflow. */
+    size_t nd = json_array_size(js);
+    if (nd > DSV4_MAX_DIMS)
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: %zu dimensions (at most %d)", path, key, nd, DSV4_MAX_DIMS);
+    t->ndim = (int)nd;
+    uint64_t numel = 1, nonzero = 1;
+    for (size_t i = 0; i < nd; i++) {
+        json_t *d = json_array_get(js, i);
+        if (!json_is_integer(d) || json_integer_value(d) < 0)
+            return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: shape[%zu] is not a non-negative integer", path, key, i);
+        uint64_t v = (uint64_t)json_integer_value(d);
+        t->shape[i] = (int64_t)v;
+        if (v == 0) numel = 0;
+        else if (nonzero > (uint64_t)INT64_MAX / v)
+            return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: shape dimensions multiply past 2^63 - 1", path, key);
+        else nonzero *= v;
+    }
+    if (numel) numel = nonzero;
+
+    json_t *jb = json_array_get(jo, 0), *je = json_array_get(jo, 1);
+    if (!json_is_integer(jb) || !json_is_integer(je) || json_integer_value(jb) < 0 ||
+        json_integer_value(je) < json_integer_value(jb))
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: data_offsets must be integers 0 <= begin <= end", path, key);
+    uint64_t b = (uint64_t)json_integer_value(jb), e = (uint64_t)json_integer_value(je);
+    if (e > data_size)
+        return dsv4_error(DSV4_EFORMAT,
+                          "%s: tensor %s: data_offsets [%llu, %llu] out of range: the data section has %zu bytes", path,
+                          key, (unsigned long long)b, (unsigned long long)e, data_size);
+    /* numel < 2^63 and the element size <= 8, so the product fits in uint64 */
+    uint64_t want = numel * dsv4_dtype_size(t->dtype);
+    if (want != e - b)
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: data_offsets span %llu bytes but %s %s needs %llu", path, key,
+                          (unsigned long long)(e - b), dsv4_dtype_name(t->dtype),
+                          nd ? "of this shape" : "scalar", (unsigned long long)want);
+    t->nbytes = (size_t)(e - b);
+    t->offset = f->data_start + (size_t)b;
+    t->data = f->map + t->offset;
+    t->file = fi;
+    return DSV4_OK;
+}
+
+/* Tensors of one file are checked for overlap through their byte ranges sorted by start. */
 typedef struct {
     size_t begin, end;
     const char *name;
@@ -150,37 +206,57 @@ static int range_cmp(const void *a, const void *b) {
     return 0;
 }
 
-/* Parse and validate one file's header; append its tensors. */
+/* Any two non-empty ranges sharing a byte. Comparing each range with the one before is not
+ * enough ([0,100) [50,50) [60,70): the empty one hides the overlap), so we keep the range that
+ * reaches furthest so far. Empty tensors own no bytes and may sit anywhere. */
+static dsv4_status check_overlaps(const char *path, range *r, size_t n) {
+    qsort(r, n, sizeof *r, range_cmp);
+    const range *far = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].begin == r[i].end) continue;
+        if (far && r[i].begin < far->end)
+            return dsv4_error(DSV4_EFORMAT, "%s: tensors %s [%zu, %zu) and %s [%zu, %zu) overlap", path, far->name,
+                              far->begin, far->end, r[i].name, r[i].begin, r[i].end);
+        if (!far || r[i].end > far->end) far = &r[i];
+    }
+    return DSV4_OK;
+}
+
+/* Parse and validate one file's header; append its tensors (unsorted). */
 static dsv4_status st_parse_file(dsv4_st *st, int fi) {
     st_file *f = &st->files[fi];
     const char *path = f->path;
+    if (f->size < 8)
+        return dsv4_error(DSV4_EFORMAT, "%s: truncated: %zu bytes, a safetensors file starts with an 8-byte header length",
+                          path, f->size);
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)f->map[i] << (8 * i);
     if (hlen > f->size - 8)
-        return dsv4_error(DSV4_EFORMAT,
-                          "%s: header length %llu runs past the end of the file (%zu bytes)", path,
+        return dsv4_error(DSV4_EFORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)", path,
                           (unsigned long long)hlen, f->size);
-    if (hlen < 2) return dsv4_error(DSV4_EFORMAT, "%s: header of %llu bytes is too short", path,
-                                    (unsigned long long)hlen);
+    if (hlen > ST_MAX_HEADER)
+        return dsv4_error(DSV4_EFORMAT, "%s: header length %llu is over the limit of %llu bytes", path,
+                          (unsigned long long)hlen, ST_MAX_HEADER);
+    if (hlen < 2)
+        return dsv4_error(DSV4_EFORMAT, "%s: header of %llu bytes is too short for a JSON object", path,
+                          (unsigned long long)hlen);
     f->data_start = 8 + (size_t)hlen;
     size_t data_size = f->size - f->data_start;
 
     json_error_t jerr;
     json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return dsv4_error(DSV4_EFORMAT, "%s: malformed JSON header at byte %d: %s", path,
-                          jerr.position + 8, jerr.text);
+        return dsv4_error(DSV4_EFORMAT, "%s: malformed JSON header at byte %d: %s", path, jerr.position + 8, jerr.text);
     if (!json_is_object(root)) {
         json_decref(root);
         return dsv4_error(DSV4_EFORMAT, "%s: header is not a JSON object", path);
     }
-    dsv4_status rc = DSV4_OK;
-    size_t n_entries = json_object_size(root);
-    range *ranges = dsv4_calloc(n_entries + 1, sizeof *ranges, "tensor ranges");
+    range *ranges = dsv4_calloc(json_object_size(root) + 1, sizeof *ranges, path);
     if (!ranges) {
         json_decref(root);
         return DSV4_ENOMEM;
     }
+    dsv4_status rc = DSV4_OK;
     size_t n_ranges = 0;
     const char *key;
     json_t *val;
@@ -192,265 +268,174 @@ static dsv4_status st_parse_file(dsv4_st *st, int fi) {
             }
             continue;
         }
-        if (!json_is_object(val)) {
-            rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s: entry is not an object", path, key);
-            break;
-        }
-        json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"),
-               *jo = json_object_get(val, "data_offsets");
-        if (!json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) || json_array_size(jo) != 2) {
-            rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s: needs string dtype, array shape and two data_offsets",
-                            path, key);
-            break;
-        }
         dsv4_tensor t;
-        memset(&t, 0, sizeof t);
-        t.dtype = dsv4_dtype_parse(json_string_value(jd));
-        if (t.dtype == DSV4_DT_UNKNOWN) {
-            rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s: unknown dtype \"%s\"", path, key,
-                            json_string_value(jd));
-            break;
-        }
-        size_t nd = json_array_size(js);
-        if (nd > DSV4_MAX_DIMS) {
-            rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s: %zu dimensions (at most %d)", path, key, nd,
-                            DSV4_MAX_DIMS);
-            break;
-        }
-        t.ndim = (int)nd;
-        size_t numel = 1;
-        for (size_t i = 0; i < nd && rc == DSV4_OK; i++) {
-            json_t *d = json_array_get(js, i);
-            if (!json_is_integer(d) || json_integer_value(d) < 0) {
-                rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s: shape[%zu] is not a non-negative integer",
-                                path, key, i);
-                break;
-            }
-            t.shape[i] = json_integer_value(d);
-            if (!dsv4_mul_ok(numel, (size_t)t.shape[i], &numel))
-                rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s: shape overflows", path, key);
-        }
-        if (rc) break;
-        json_t *jb = json_array_get(jo, 0), *je = json_array_get(jo, 1);
-        if (!json_is_integer(jb) || !json_is_integer(je) || json_integer_value(jb) < 0 ||
-            json_integer_value(je) < json_integer_value(jb)) {
-            rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s: data_offsets must be integers 0 <= begin <= end",
-                            path, key);
-            break;
-        }
-        uint64_t b = (uint64_t)json_integer_value(jb), e = (uint64_t)json_integer_value(je);
-        if (e > data_size) {
-            rc = dsv4_error(DSV4_EFORMAT,
-                            "%s: tensor %s: data_offsets [%llu, %llu] out of range: the data section has %zu bytes",
-                            path, key, (unsigned long long)b, (unsigned long long)e, data_size);
-            break;
-        }
-        size_t want;
-        if (!dsv4_mul_ok(numel, dsv4_dtype_size(t.dtype), &want) || want != e - b) {
-            rc = dsv4_error(DSV4_EFORMAT,
-                            "%s: tensor %s: %llu bytes at data_offsets but dtype %s and its shape need %zu",
-                            path, key, (unsigned long long)(e - b), dsv4_dtype_name(t.dtype), numel * dsv4_dtype_size(t.dtype));
-            break;
-        }
-        t.nbytes = (size_t)(e - b);
-        t.offset = f->data_start + (size_t)b;
-        t.data = f->map + t.offset;
-        t.file = fi;
-        if (dsv4_st_find(st, key)) {
-            rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s appears twice in the model", path, key);
-            break;
-        }
-        ranges[n_ranges].begin = (size_t)b;
-        ranges[n_ranges].end = (size_t)e;
-        rc = st_push_tensor(st, &t, key);
-        if (rc) break;
-        ranges[n_ranges].name = st->tensors[st->n_tensors - 1].name;
-        n_ranges++;
+        if ((rc = parse_entry(st, fi, data_size, key, val, &t)) || (rc = st_push_tensor(st, &t, key, path))) break;
+        ranges[n_ranges++] = (range){t.offset - f->data_start, t.offset - f->data_start + t.nbytes,
+                                     st->tensors[st->n_tensors - 1].name};
     }
-    if (rc == DSV4_OK) {
-        qsort(ranges, n_ranges, sizeof *ranges, range_cmp);
-        for (size_t i = 1; i < n_ranges; i++) {
-            if (ranges[i].begin < ranges[i - 1].end && ranges[i].end > ranges[i].begin) {
-                rc = dsv4_error(DSV4_EFORMAT, "%s: tensors %s [%zu, %zu) and %s [%zu, %zu) overlap", path,
-                                ranges[i - 1].name, ranges[i - 1].begin, ranges[i - 1].end, ranges[i].name,
-                                ranges[i].begin, ranges[i].end);
-                break;
-            }
-        }
-    }
+    if (!rc) rc = check_overlaps(path, ranges, n_ranges);
     free(ranges);
     json_decref(root);
     return rc;
 }
 
-/* Keep the table sorted by name so lookups are a binary search. New tensors arrive in
- * batches (one file at a time); we re-sort after each file. */
+/* Keep the table sorted by name so lookups are a binary search. All files are parsed first
+ * and the table sorted once; a name held by two files then sits next to itself. */
 static int tensor_cmp(const void *a, const void *b) {
     return strcmp(((const dsv4_tensor *)a)->name, ((const dsv4_tensor *)b)->name);
 }
 
-static void st_sort(dsv4_st *st) { qsort(st->tensors, (size_t)st->n_tensors, sizeof *st->tensors, tensor_cmp); }
-
-/* dsv4_st_find must work while a file is being parsed (duplicate check): the newest tensors
- * are not sorted yet, so they are scanned linearly after the binary search. */
-const dsv4_tensor *dsv4_st_find(const dsv4_st *st, const char *name) {
-    if (!st) return NULL;
-    int lo = 0, hi = st->sorted_n - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        int c = strcmp(st->tensors[mid].name, name);
-        if (!c) return &st->tensors[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid - 1;
+static dsv4_status st_finish(dsv4_st *st) {
+    if (!st->n_tensors) return DSV4_OK; /* a header with no tensors; the table is NULL */
+    qsort(st->tensors, (size_t)st->n_tensors, sizeof *st->tensors, tensor_cmp);
+    for (int i = 1; i < st->n_tensors; i++) {
+        const dsv4_tensor *a = &st->tensors[i - 1], *b = &st->tensors[i];
+        if (!strcmp(a->name, b->name))
+            return dsv4_error(DSV4_EFORMAT, "%s: tensor %s is also in %s", st->files[b->file].path, b->name,
+                              st->files[a->file].path);
     }
-    for (int i = st->sorted_n; i < st->n_tensors; i++)
-        if (!strcmp(st->tensors[i].name, name)) return &st->tensors[i];
-    return NULL;
+    return DSV4_OK;
 }
 
-static dsv4_status st_parse_sorted(dsv4_st *st, int fi) {
-    dsv4_status rc = st_parse_file(st, fi);
-    st_sort(st);
-    st->sorted_n = st->n_tensors;
+const dsv4_tensor *dsv4_st_find(const dsv4_st *st, const char *name) {
+    if (!st || !st->n_tensors) return NULL;
+    const dsv4_tensor key = {.name = name};
+    return bsearch(&key, st->tensors, (size_t)st->n_tensors, sizeof key, tensor_cmp);
+}
+
+/* One file: map it (unless it is an image in memory), parse it, sort the table. */
+static dsv4_status open_single(dsv4_st *st, const char *path) {
+    int fi;
+    dsv4_status rc = st_map_file(st, path, &fi);
+    if (!rc) rc = st_parse_file(st, fi);
+    if (!rc) rc = st_finish(st);
     return rc;
+}
+
+/* Hand the reader out, or close it when opening failed, so callers can simply return. */
+static dsv4_status st_done(dsv4_st *st, dsv4_status rc, const char *source, dsv4_st **out) {
+    if (!rc && !(st->source = strdup(source))) rc = dsv4_error(DSV4_ENOMEM, "%s: out of memory", source);
+    if (rc) {
+        dsv4_st_close(st);
+        return rc;
+    }
+    *out = st;
+    return DSV4_OK;
 }
 
 dsv4_status dsv4_st_open_file(const char *path, dsv4_st **out) {
     *out = NULL;
     dsv4_st *st = st_new();
     if (!st) return DSV4_ENOMEM;
-    const uint8_t *map;
-    size_t size;
-    int fi;
-    dsv4_status rc = map_file(path, &map, &size);
-    if (!rc) {
-        rc = st_add_file(st, path, map, size, true, &fi);
-        if (rc) munmap((void *)map, size);
-    }
-    if (!rc) rc = st_parse_sorted(st, fi);
-    if (rc) {
-        dsv4_st_close(st);
-        return rc;
-    }
-    *out = st;
-    return DSV4_OK;
+    return st_done(st, open_single(st, path), path, out);
 }
 
 dsv4_status dsv4_st_open_memory(const void *buf, size_t len, const char *label, dsv4_st **out) {
     *out = NULL;
-    if (len < 8) return dsv4_error(DSV4_EFORMAT, "%s: truncated: %zu bytes, a safetensors file needs at least 8", label, len);
     dsv4_st *st = st_new();
     if (!st) return DSV4_ENOMEM;
     int fi;
     dsv4_status rc = st_add_file(st, label, buf, len, false, &fi);
-    if (!rc) rc = st_parse_sorted(st, fi);
-    if (rc) {
-        dsv4_st_close(st);
-        return rc;
-    }
-    *out = st;
-    return DSV4_OK;
+    if (!rc) rc = st_parse_file(st, fi);
+    if (!rc) rc = st_finish(st);
+    return st_done(st, rc, label, out);
 }
 
 static char *path_join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
+    char *p = dsv4_malloc(n, "path");
     if (p) snprintf(p, n, "%s/%s", dir, name);
     return p;
 }
 
-static bool file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
+/* A shard name must be a plain file name inside the model directory. */
+static bool plain_file_name(const char *fn) {
+    return fn[0] && strcmp(fn, ".") && strcmp(fn, "..") && !strchr(fn, '/');
 }
 
-/* Shards: read the index, open each distinct file once, then check that every name in the
- * weight map is in the file it is mapped to, and that no file holds tensors the index does
- * not list (a stale shard from another model). */
+/* Shards: read the index, open each distinct file once (file i of the reader is shard i in
+ * first-seen order), then check that every name in the weight map is in the file it is
+ * mapped to, and that no file holds tensors the index does not list (a stale shard from
+ * another model). */
 static dsv4_status open_sharded(dsv4_st *st, const char *dir, const char *index_path) {
+    char *text;
+    size_t len;
+    dsv4_status rc = dsv4_file_read(index_path, ST_MAX_INDEX, &text, &len);
+    if (rc) return rc;
     json_error_t jerr;
-    json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
     if (!root)
-        return dsv4_error(DSV4_EFORMAT, "%s: malformed JSON at line %d: %s", index_path, jerr.line, jerr.text);
-    dsv4_status rc = DSV4_OK;
+        return dsv4_error(DSV4_EFORMAT, "%s: malformed JSON at line %d, column %d: %s", index_path, jerr.line,
+                          jerr.column, jerr.text);
     json_t *wm = json_object_get(root, "weight_map");
     if (!json_is_object(wm)) {
         json_decref(root);
         return dsv4_error(DSV4_EFORMAT, "%s: no \"weight_map\" object", index_path);
     }
+    json_t *shard_of = json_object(); /* file name -> its index in the reader */
+    json_t *shards = json_array();    /* [file name, first tensor mapped to it] */
+    if (!shard_of || !shards) rc = dsv4_error(DSV4_ENOMEM, "%s: out of memory", index_path);
     const char *name;
     json_t *v;
-    /* distinct files, in first-seen order */
-    json_t *files = json_array();
-    json_t *seen = json_object();
     json_object_foreach(wm, name, v) {
+        if (rc) break;
         if (!json_is_string(v)) {
             rc = dsv4_error(DSV4_EFORMAT, "%s: weight_map[\"%s\"] is not a file name", index_path, name);
             break;
         }
         const char *fn = json_string_value(v);
-        if (strchr(fn, '/') || !strcmp(fn, "..") || !fn[0]) {
+        if (!plain_file_name(fn)) {
             rc = dsv4_error(DSV4_EFORMAT, "%s: weight_map[\"%s\"] names \"%s\", not a file in the directory",
                             index_path, name, fn);
             break;
         }
-        if (!json_object_get(seen, fn)) {
-            json_object_set_new(seen, fn, json_integer((json_int_t)json_array_size(files)));
-            json_array_append_new(files, json_string(fn));
-        }
+        if (!json_object_get(shard_of, fn) &&
+            (json_object_set_new(shard_of, fn, json_integer((json_int_t)json_array_size(shards))) ||
+             json_array_append_new(shards, json_pack("[ss]", fn, name))))
+            rc = dsv4_error(DSV4_ENOMEM, "%s: out of memory", index_path);
     }
-    for (size_t i = 0; rc == DSV4_OK && i < json_array_size(files); i++) {
-        const char *fn = json_string_value(json_array_get(files, i));
+    for (size_t i = 0; !rc && i < json_array_size(shards); i++) {
+        json_t *s = json_array_get(shards, i);
+        const char *fn = json_string_value(json_array_get(s, 0));
         char *path = path_join(dir, fn);
         if (!path) {
-            rc = dsv4_error(DSV4_ENOMEM, "out of memory");
+            rc = DSV4_ENOMEM;
             break;
         }
-        if (!file_exists(path)) {
-            rc = dsv4_error(DSV4_ENOTFOUND, "%s: shard %s is named in %s but does not exist", dir, fn, index_path);
-            free(path);
-            break;
-        }
-        const uint8_t *map;
-        size_t size;
         int fi;
-        rc = map_file(path, &map, &size);
-        if (!rc) {
-            rc = st_add_file(st, path, map, size, true, &fi);
-            if (rc) munmap((void *)map, size);
-        }
+        rc = dsv4_file_probe(path);
+        if (rc == DSV4_ENOTFOUND)
+            rc = dsv4_error(DSV4_ENOTFOUND, "%s: shard named in %s (for tensor %s and others) does not exist", path,
+                            index_path, json_string_value(json_array_get(s, 1)));
+        if (!rc) rc = st_map_file(st, path, &fi);
+        if (!rc) rc = st_parse_file(st, fi);
         free(path);
-        if (!rc) rc = st_parse_sorted(st, fi);
     }
-    if (rc == DSV4_OK) {
+    if (!rc) rc = st_finish(st);
+    if (!rc) {
         json_object_foreach(wm, name, v) {
             const dsv4_tensor *t = dsv4_st_find(st, name);
-            const char *fn = json_string_value(v);
+            int want = (int)json_integer_value(json_object_get(shard_of, json_string_value(v)));
             if (!t) {
-                rc = dsv4_error(DSV4_ENOTFOUND, "%s: tensor %s is mapped to %s but that file does not hold it",
-                                index_path, name, fn);
+                rc = dsv4_error(DSV4_ENOTFOUND, "%s: has no tensor %s, which %s maps to it", st->files[want].path, name,
+                                index_path);
                 break;
             }
-            const char *tp = st->files[t->file].path;
-            size_t lp = strlen(tp), lf = strlen(fn);
-            if (lp < lf || strcmp(tp + lp - lf, fn)) {
+            if (t->file != want) {
                 rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s is mapped to %s but found in %s", index_path, name,
-                                fn, tp);
+                                json_string_value(v), st->files[t->file].path);
                 break;
             }
         }
     }
-    if (rc == DSV4_OK && (size_t)st->n_tensors != json_object_size(wm)) {
-        for (int i = 0; i < st->n_tensors; i++) {
-            if (!json_object_get(wm, st->tensors[i].name)) {
-                rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s is not listed in %s", st->files[st->tensors[i].file].path,
-                                st->tensors[i].name, index_path);
-                break;
-            }
-        }
+    for (int i = 0; !rc && i < st->n_tensors; i++) {
+        if (!json_object_get(wm, st->tensors[i].name))
+            rc = dsv4_error(DSV4_EFORMAT, "%s: tensor %s is not listed in %s", st->files[st->tensors[i].file].path,
+                            st->tensors[i].name, index_path);
     }
-    json_decref(files);
-    json_decref(seen);
+    json_decref(shards);
+    json_decref(shard_of);
     json_decref(root);
     return rc;
 }
@@ -461,30 +446,26 @@ dsv4_status dsv4_st_open_dir(const char *dir, dsv4_st **out) {
     if (!st) return DSV4_ENOMEM;
     char *index = path_join(dir, "model.safetensors.index.json");
     char *single = path_join(dir, "model.safetensors");
-    dsv4_status rc;
-    if (!index || !single) rc = dsv4_error(DSV4_ENOMEM, "out of memory");
-    else if (file_exists(index)) rc = open_sharded(st, dir, index);
-    else if (file_exists(single)) {
-        const uint8_t *map;
-        size_t size;
-        int fi;
-        rc = map_file(single, &map, &size);
-        if (!rc) {
-            rc = st_add_file(st, single, map, size, true, &fi);
-            if (rc) munmap((void *)map, size);
+    dsv4_status rc = index && single ? DSV4_OK : DSV4_ENOMEM;
+    /* the index wins when both exist, as in Hugging Face's loaders; a probe error other than
+     * "does not exist" (permissions, a symlink loop) is reported, not skipped */
+    bool sharded = false;
+    if (!rc) {
+        rc = dsv4_file_probe(index);
+        sharded = rc == DSV4_OK;
+        if (sharded) {
+            rc = open_sharded(st, dir, index);
+        } else if (rc == DSV4_ENOTFOUND) {
+            rc = dsv4_file_probe(single);
+            if (rc == DSV4_OK) rc = open_single(st, single);
+            else if (rc == DSV4_ENOTFOUND)
+                rc = dsv4_error(DSV4_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
         }
-        if (!rc) rc = st_parse_sorted(st, fi);
-    } else {
-        rc = dsv4_error(DSV4_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
     }
+    rc = st_done(st, rc, sharded ? index : single, out);
     free(index);
     free(single);
-    if (rc) {
-        dsv4_st_close(st);
-        return rc;
-    }
-    *out = st;
-    return DSV4_OK;
+    return rc;
 }
 
 void dsv4_st_close(dsv4_st *st) {
@@ -497,16 +478,19 @@ void dsv4_st_close(dsv4_st *st) {
     free(st->names);
     free(st->files);
     free(st->tensors);
+    free(st->source);
     free(st);
 }
 
 int dsv4_st_count(const dsv4_st *st) { return st->n_tensors; }
 const dsv4_tensor *dsv4_st_at(const dsv4_st *st, int i) { return &st->tensors[i]; }
 const char *dsv4_st_file_path(const dsv4_st *st, int file) { return st->files[file].path; }
+const char *dsv4_st_source(const dsv4_st *st) { return st->source; }
 
 void dsv4_st_prefetch(const dsv4_tensor *t) {
+    if (!t->nbytes) return;
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t b = (uintptr_t)t->data & ~(uintptr_t)(page - 1);
     uintptr_t e = (uintptr_t)t->data + t->nbytes;
-    if (t->nbytes) madvise((void *)b, e - b, MADV_WILLNEED);
+    madvise((void *)b, e - b, MADV_WILLNEED);
 }

@@ -53,6 +53,9 @@ const dsv4_tensor *dsv4_st_find(const dsv4_st *st, const char *name);
 int dsv4_st_count(const dsv4_st *st);
 const dsv4_tensor *dsv4_st_at(const dsv4_st *st, int i);
 const char *dsv4_st_file_path(const dsv4_st *st, int file);
+/* What was opened: the index file of a shard set, else the single file (or memory label);
+ * the place to name when a tensor is missing altogether. */
+const char *dsv4_st_source(const dsv4_st *st);
 int64_t dsv4_tensor_numel(const dsv4_tensor *t);
 
 /* Ask the OS to read a tensor's pages in ahead of use (madvise WILLNEED). */

@@ -2,7 +2,16 @@
  *
  * The portable kernel is the definition the SIMD kernels are tested against: dequantise one
  * weight row to fp32 (exact), then dot it with each token's activations using eight partial
- * sums combined in a fixed order. The dispatcher splits the output rows over threads. */
+ * sums combined in a fixed order.
+ *
+ * The dispatcher runs one or several products (jobs) as one parallel step: it checks and
+ * packs each distinct input once for the active kernel set, cuts every job's output rows into
+ * chunks (multiples of 16 rows, many per thread so that a thread the OS pauses holds back
+ * little work) and hands the chunks out dynamically. Which thread computes a chunk never
+ * changes how its outputs are summed. Small steps run on the calling thread: a fork/join
+ * costs more than a few hundred microseconds of work on a busy machine. Packed inputs,
+ * scratch and the job table live in per-thread buffers that only grow, so the decode loop
+ * does not allocate once warm. */
 #include <math.h>
 #include <omp.h>
 
@@ -102,41 +111,84 @@ static float dot_f32_portable(const float *a, const float *b, int n) {
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
-static void gemm_portable(const dsv4_linear *L, int r_begin, int r_end, const float *x, int n, float *y,
-                          int ldy, float *scratch) {
+static void gemm_portable(const dsv4_linear *L, int r_begin, int r_end, const dsv4_gemm_x *gx, float *y, int ldy,
+                          float *scratch) {
     int cols = L->cols;
     for (int r = r_begin; r < r_end; r++) {
         dsv4_linear_dequant_row(L, r, scratch);
-        for (int t = 0; t < n; t++) y[(size_t)t * ldy + r] = dot_f32_portable(scratch, x + (size_t)t * cols, cols);
+        for (int t = 0; t < gx->n; t++) y[(size_t)t * ldy + r] = dot_f32_portable(scratch, gx->x + (size_t)t * cols, cols);
     }
+}
+
+static void axpy_f32_portable(float a, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* Sixteen independent chains of fused multiply-adds: as fast as scalar code goes. */
+static double fma_loop_portable(long iters) {
+    float a[16], b = 0.999999f, c = 1e-7f;
+    for (int j = 0; j < 16; j++) a[j] = (float)j;
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 16; j++) a[j] = fmaf(a[j], b, c);
+    volatile float sink = a[0] + a[15];
+    (void)sink;
+    return 2.0 * 16.0 * (double)iters;
 }
 
 const dsv4_kernel_set dsv4_kernels_portable = {
     .name = "portable",
     .gemm = {gemm_portable, gemm_portable, gemm_portable, gemm_portable},
     .dot_f32 = dot_f32_portable,
+    .axpy_f32 = axpy_f32_portable,
+    .fma_loop = fma_loop_portable,
 };
+
+bool dsv4_bf16_exact(const float *x, size_t n) {
+    const uint32_t *u = (const uint32_t *)x;
+    uint32_t low = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t e = (u[i] >> 23) & 0xff;
+        low |= u[i] & 0xffff;
+        /* zero, or an exponent that is neither subnormal nor Inf/NaN */
+        bad |= (uint32_t)((u[i] & 0x7fffffff) != 0 && (e == 0 || e == 0xff));
+    }
+    return !low && !bad;
+}
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
 static const dsv4_kernel_set *active;
 
-/* Defined by the SIMD files when the build has them; weak so the portable build links alone. */
-extern const dsv4_kernel_set *dsv4_kernels_x86_best(void) __attribute__((weak));
+/* The x86-64 SIMD sets (linear_x86.c picks what the CPU runs); other targets are portable. */
+#if defined(__x86_64__)
+const dsv4_kernel_set *dsv4_kernels_x86_best(void);
+int dsv4_kernels_x86_list(const dsv4_kernel_set **out, int max);
+#else
+static const dsv4_kernel_set *dsv4_kernels_x86_best(void) { return NULL; }
+static int dsv4_kernels_x86_list(const dsv4_kernel_set **out, int max) { return 0; }
+#endif
 
 const dsv4_kernel_set *dsv4_kernels_best(void) {
-    if (dsv4_kernels_x86_best) {
-        const dsv4_kernel_set *k = dsv4_kernels_x86_best();
-        if (k) return k;
-    }
-    return &dsv4_kernels_portable;
+    const dsv4_kernel_set *k = dsv4_kernels_x86_best();
+    return k ? k : &dsv4_kernels_portable;
+}
+
+int dsv4_kernels_available(const dsv4_kernel_set **out, int max) {
+    int n = 0;
+    if (n < max) out[n++] = &dsv4_kernels_portable;
+    return n + dsv4_kernels_x86_list(out + n, max - n);
 }
 
 const dsv4_kernel_set *dsv4_kernels(void) {
     const dsv4_kernel_set *k = __atomic_load_n(&active, __ATOMIC_ACQUIRE);
     if (!k) {
+        /* DSV4_KERNELS names a set (portable, avx2, avx512); unknown or absent: the best */
         const char *env = getenv("DSV4_KERNELS");
-        k = (env && !strcmp(env, "portable")) ? &dsv4_kernels_portable : dsv4_kernels_best();
+        const dsv4_kernel_set *sets[8];
+        int n = dsv4_kernels_available(sets, 8);
+        k = dsv4_kernels_best();
+        for (int i = 0; env && i < n; i++)
+            if (!strcmp(env, sets[i]->name)) k = sets[i];
         __atomic_store_n(&active, k, __ATOMIC_RELEASE);
     }
     return k;
@@ -144,43 +196,155 @@ const dsv4_kernel_set *dsv4_kernels(void) {
 
 void dsv4_kernels_use(const dsv4_kernel_set *k) { __atomic_store_n(&active, k, __ATOMIC_RELEASE); }
 
-/* Per-thread scratch, grown on demand (the hot path reuses it). */
-static _Thread_local float *tl_scratch;
-static _Thread_local size_t tl_scratch_cap;
+static uint64_t flop_count;
+uint64_t dsv4_matmul_flops(void) { return __atomic_load_n(&flop_count, __ATOMIC_RELAXED); }
 
-static float *thread_scratch(size_t floats) {
-    if (floats > tl_scratch_cap) {
-        free(tl_scratch);
-        tl_scratch = dsv4_alloc_aligned(floats * sizeof(float), "matmul scratch");
-        tl_scratch_cap = tl_scratch ? floats : 0;
+/* Per-thread grow-only buffers, so the hot path does not allocate once warm: kernel scratch
+ * (every thread) and, on the calling thread, the packed activations and the job table. */
+typedef struct grow {
+    void *p;
+    size_t cap;
+} grow;
+static _Thread_local grow tl_scratch, tl_pack, tl_plan;
+
+static void *grow_to(grow *g, size_t bytes) {
+    if (bytes > g->cap) {
+        free(g->p);
+        g->p = dsv4_alloc_aligned(bytes, "matmul buffers");
+        g->cap = g->p ? bytes : 0;
     }
-    return tl_scratch;
+    return g->p;
 }
+
+/* Free this thread's (and its OpenMP team's) buffers: a thread that ends (the server's
+ * engine thread) would otherwise leak them. */
+void dsv4_matmul_release_scratch(void) {
+#pragma omp parallel
+    {
+        grow *gs[3] = {&tl_scratch, &tl_pack, &tl_plan};
+        for (int i = 0; i < 3; i++) {
+            free(gs[i]->p);
+            gs[i]->p = NULL;
+            gs[i]->cap = 0;
+        }
+    }
+}
+
+/* One job as planned: its activations as the kernels see them and how its rows are cut. */
+typedef struct plan {
+    dsv4_gemm_x gx;
+    int share;       /* an earlier job with the same input, whose packed copy this one uses */
+    size_t pack_off, pack_bytes;
+    int chunk, n_chunks, first_chunk;
+} plan;
 
 void dsv4_matmul(const dsv4_linear *L, const float *x, int n, float *y) { dsv4_matmul_ld(L, x, n, y, L->rows); }
 
 void dsv4_matmul_ld(const dsv4_linear *L, const float *x, int n, float *y, int ldy) {
-    if (n <= 0 || L->rows <= 0) return;
+    dsv4_matmul_job j = {L, x, n, y, ldy};
+    dsv4_matmul_jobs(&j, 1);
+}
+
+/* The job owning chunk c (chunks are numbered job after job). */
+static int job_of_chunk(const plan *pl, int n_jobs, int c) {
+    int lo = 0, hi = n_jobs - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (pl[mid].first_chunk <= c) lo = mid;
+        else hi = mid - 1;
+    }
+    while (pl[lo].n_chunks == 0) lo--; /* empty jobs share their successor's first_chunk */
+    return lo;
+}
+
+void dsv4_matmul_jobs(const dsv4_matmul_job *jobs, int n_jobs) {
     const dsv4_kernel_set *k = dsv4_kernels();
-    dsv4_gemm_fn fn = k->gemm[L->fmt];
-    int rows = L->rows;
-    /* Row chunks: enough to balance threads, large enough to amortise the dispatch. */
+    plan *pl = grow_to(&tl_plan, (size_t)DSV4_MAX(n_jobs, 1) * sizeof(plan));
+    if (!pl) return; /* out of memory: there is no error channel here, and no result to give */
     int nth = omp_get_max_threads();
-    int chunk = rows / (nth * 8);
-    if (chunk < 4) chunk = 4;
-    chunk = (chunk + 3) & ~3;
-    int n_chunks = (rows + chunk - 1) / chunk;
-    size_t scratch_floats = (size_t)64 * (size_t)L->cols + 64;
-    if (n_chunks == 1 || (size_t)rows * (size_t)L->cols * (size_t)n < 32768) {
-        float *s = thread_scratch(scratch_floats);
-        fn(L, 0, rows, x, n, y, ldy, s);
+
+    /* activations: checked and packed once per distinct input (w1 and w3 share theirs) */
+    size_t pack_total = 0;
+    double work = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        const dsv4_matmul_job *j = &jobs[i];
+        plan *p = &pl[i];
+        memset(p, 0, sizeof *p);
+        p->gx.x = j->x;
+        p->gx.n = j->n;
+        p->share = -1;
+        if (j->n <= 0 || j->L->rows <= 0) continue;
+        work += (double)j->L->rows * j->L->cols * j->n;
+        __atomic_fetch_add(&flop_count, (uint64_t)2 * (uint64_t)j->L->rows * (uint64_t)j->L->cols * (uint64_t)j->n,
+                           __ATOMIC_RELAXED);
+        for (int q = 0; q < i && p->share < 0; q++)
+            if (jobs[q].x == j->x && jobs[q].n == j->n && jobs[q].L->fmt == j->L->fmt && jobs[q].L->cols == j->L->cols &&
+                jobs[q].L->rows == j->L->rows && jobs[q].L->bc == j->L->bc && pl[q].share < 0)
+                p->share = q;
+        if (p->share >= 0) continue;
+        p->gx.bf16 = k->wants_bf16 && j->L->fmt != DSV4_W_F32 && dsv4_bf16_exact(j->x, (size_t)j->n * j->L->cols);
+        p->pack_bytes = k->x_bytes ? k->x_bytes(j->L, j->n, p->gx.bf16) : 0;
+        p->pack_off = pack_total;
+        pack_total += (p->pack_bytes + 63) & ~(size_t)63;
+    }
+    uint8_t *pack = pack_total ? grow_to(&tl_pack, pack_total) : NULL;
+    if (pack_total && !pack) return;
+    for (int i = 0; i < n_jobs; i++) {
+        plan *p = &pl[i];
+        if (p->share >= 0) {
+            p->gx = pl[p->share].gx;
+            continue;
+        }
+        if (!p->pack_bytes) continue;
+        const dsv4_matmul_job *j = &jobs[i];
+        void *buf = pack + p->pack_off;
+        p->gx.p = buf;
+        int n = j->n, blocks = (n + 15) / 16;
+        if ((size_t)n * j->L->cols < 65536 || nth == 1) {
+            k->x_pack(j->L, j->x, n, p->gx.bf16, 0, n, buf);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int b = 0; b < blocks; b++) k->x_pack(j->L, j->x, n, p->gx.bf16, 16 * b, DSV4_MIN(n, 16 * b + 16), buf);
+        }
+    }
+
+    /* rows: chunks sized so that every thread gets many (a thread the OS pauses holds back
+     * little work), multiples of 16 rows */
+    double target = work / ((double)nth * 32.0);
+    int n_chunks = 0;
+    size_t scratch_floats = 1024;
+    for (int i = 0; i < n_jobs; i++) {
+        const dsv4_matmul_job *j = &jobs[i];
+        plan *p = &pl[i];
+        p->first_chunk = n_chunks;
+        if (j->n <= 0 || j->L->rows <= 0) continue;
+        int chunk = (int)DSV4_MIN(target / ((double)j->L->cols * j->n), 1e9);
+        chunk = DSV4_MAX(16, (chunk + 15) & ~15);
+        p->chunk = DSV4_MIN(chunk, (j->L->rows + 15) & ~15);
+        p->n_chunks = (j->L->rows + p->chunk - 1) / p->chunk;
+        n_chunks += p->n_chunks;
+        scratch_floats = DSV4_MAX(scratch_floats, (size_t)64 * j->L->cols + 1024);
+    }
+    if (n_chunks == 0) return;
+    /* below about 2M multiply-adds (a few hundred microseconds on one core) a fork/join, which
+     * on a busy machine can cost a scheduler time slice, is not worth it */
+    if (nth == 1 || n_chunks == 1 || work < 2097152.0) {
+        float *s = grow_to(&tl_scratch, scratch_floats * sizeof(float));
+        for (int i = 0; i < n_jobs && s; i++)
+            if (pl[i].n_chunks) k->gemm[jobs[i].L->fmt](jobs[i].L, 0, jobs[i].L->rows, &pl[i].gx, jobs[i].y, jobs[i].ldy, s);
         return;
     }
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int c = 0; c < n_chunks; c++) {
-        float *s = thread_scratch(scratch_floats);
-        int r0 = c * chunk, r1 = DSV4_MIN(rows, r0 + chunk);
-        fn(L, r0, r1, x, n, y, ldy, s);
+#pragma omp parallel
+    {
+        float *s = grow_to(&tl_scratch, scratch_floats * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+        for (int c = 0; c < n_chunks; c++) {
+            if (!s) continue;
+            int i = job_of_chunk(pl, n_jobs, c);
+            const dsv4_matmul_job *j = &jobs[i];
+            int r0 = (c - pl[i].first_chunk) * pl[i].chunk, r1 = DSV4_MIN(j->L->rows, r0 + pl[i].chunk);
+            k->gemm[j->L->fmt](j->L, r0, r1, &pl[i].gx, j->y, j->ldy, s);
+        }
     }
 }
 

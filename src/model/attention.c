@@ -32,14 +32,12 @@ void dsv4_attend(const float *q, const float *keys, int K, int H, int D, float s
         memset(o, 0, (size_t)H * D * sizeof(float));
         return;
     }
+    const dsv4_kernel_set *ks = dsv4_kernels(); /* SIMD dot products and y += a x */
     for (int h = 0; h < H; h++) {
         const float *qh = q + (size_t)h * D;
         float mx = sink[h];
         for (int j = 0; j < K; j++) {
-            const float *k = keys + (size_t)j * D;
-            float d = 0.0f;
-            for (int i = 0; i < D; i++) d += qh[i] * k[i];
-            s[j] = d * scale;
+            s[j] = ks->dot_f32(qh, keys + (size_t)j * D, D) * scale;
             mx = fmaxf(mx, s[j]);
         }
         float den = expf(sink[h] - mx);
@@ -49,11 +47,7 @@ void dsv4_attend(const float *q, const float *keys, int K, int H, int D, float s
         }
         float *oh = o + (size_t)h * D;
         memset(oh, 0, (size_t)D * sizeof(float));
-        for (int j = 0; j < K; j++) {
-            const float *k = keys + (size_t)j * D;
-            float p = s[j];
-            for (int i = 0; i < D; i++) oh[i] += p * k[i];
-        }
+        for (int j = 0; j < K; j++) ks->axpy_f32(s[j], keys + (size_t)j * D, oh, D);
         float inv = 1.0f / den;
         for (int i = 0; i < D; i++) oh[i] *= inv;
     }
@@ -104,8 +98,10 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
     float *q_lat = dsv4_ws_alloc(ws, (size_t)N * qr), *q = dsv4_ws_alloc(ws, (size_t)N * H * D);
     float *kv = dsv4_ws_alloc(ws, (size_t)N * D), *o = dsv4_ws_alloc(ws, (size_t)N * H * D);
     float *zo = dsv4_ws_alloc(ws, (size_t)N * G * olr), *xq = dsv4_ws_alloc(ws, (size_t)N * wide);
-    float *og = dsv4_ws_alloc(ws, (size_t)N * hg * D);
-    if (!q_lat || !q || !kv || !o || !zo || !xq || !og) return DSV4_ENOMEM;
+    float *og = dsv4_ws_alloc(ws, (size_t)N * H * D);
+    dsv4_linear *wo_views = (dsv4_linear *)dsv4_ws_alloc(ws, (size_t)G * (sizeof(dsv4_linear) + 3) / 4);
+    dsv4_matmul_job *wo_jobs = (dsv4_matmul_job *)dsv4_ws_alloc(ws, (size_t)G * (sizeof(dsv4_matmul_job) + 3) / 4);
+    if (!q_lat || !q || !kv || !o || !zo || !xq || !og || !wo_views || !wo_jobs) return DSV4_ENOMEM;
 
     /* query */
     dsv4_linear_forward(&aw->wq_a, u, N, q_lat, mode, xq);
@@ -224,14 +220,16 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
     for (int r = 0; r < N; r++)
         for (int h = 0; h < H; h++) dsv4_rope_apply(aw->rope, o + ((size_t)r * H + h) * D + D - rd, b->pos[r], true);
 
-    /* grouped low-rank output projection */
+    /* grouped low-rank output projection, the G groups as one parallel step */
     for (int gi = 0; gi < G; gi++) {
+        float *ogi = og + (size_t)gi * N * hg * D;
         for (int r = 0; r < N; r++)
-            memcpy(og + (size_t)r * hg * D, o + (size_t)r * H * D + (size_t)gi * hg * D, (size_t)hg * D * sizeof(float));
+            memcpy(ogi + (size_t)r * hg * D, o + (size_t)r * H * D + (size_t)gi * hg * D, (size_t)hg * D * sizeof(float));
         /* wo_a runs on the raw activations: the official code dequantises it to bf16 */
-        dsv4_linear view = dsv4_linear_rows(&aw->wo_a, gi * olr, olr);
-        dsv4_matmul_ld(&view, og, N, zo + (size_t)gi * olr, G * olr);
+        wo_views[gi] = dsv4_linear_rows(&aw->wo_a, gi * olr, olr);
+        wo_jobs[gi] = (dsv4_matmul_job){&wo_views[gi], ogi, N, zo + (size_t)gi * olr, G * olr};
     }
+    dsv4_matmul_jobs(wo_jobs, G);
     dsv4_linear_forward(&aw->wo_b, zo, N, out, mode, xq);
     return DSV4_OK;
 }

@@ -20,13 +20,14 @@
 #define DSV4_MAX_ENGRAM_LAYERS 8
 #define DSV4_MAX_NGRAM 8
 #define DSV4_MAX_DSPARK_TARGETS 8
+#define DSV4_MAX_DSPARK_STAGES 16 /* V4.1: num_nextn_predict_layers */
 
 typedef enum { DSV4_SCORE_SQRTSOFTPLUS, DSV4_SCORE_SIGMOID, DSV4_SCORE_SOFTMAX } dsv4_score_func;
-typedef enum { DSV4_FAMILY_V4 = 0, DSV4_FAMILY_V41 = 1 } dsv4_family;
+typedef enum { DSV4_ARCH_V4 = 0, DSV4_ARCH_V41 = 1 } dsv4_arch; /* the model family */
 
 struct dsv4_config {
     char model_type[32];
-    dsv4_family family;
+    dsv4_arch family;
     int vocab_size, dim, n_layers, n_mtp_layers;
     int n_heads, head_dim, rope_head_dim, q_lora_rank, o_groups, o_lora_rank;
     int n_kv_heads;

@@ -173,6 +173,24 @@ static const float *keys_of(key_cache *kc, int *n_kc, const dsv4_layer_state *ls
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
+/* Record p in m->first_topk_tie when the top-k boundary of scores[0..width) (sel: the k kept,
+ * best first) is a near-tie: the k-th kept and the best dropped score within 1e-6 relative.
+ * `mark` is scratch of width floats. A diagnostic for tests; selection never depends on it. */
+static void note_tie(dsv4_model *m, const float *scores, int width, const int *sel, int k, float *mark, int p) {
+    float kth = scores[sel[k - 1]];
+    if (!isfinite(kth)) return;
+    for (int w = 0; w < width; w++) mark[w] = scores[w];
+    for (int i = 0; i < k; i++) mark[sel[i]] = -INFINITY;
+    float best = -INFINITY;
+    for (int w = 0; w < width; w++) best = fmaxf(best, mark[w]);
+    /* exact ties (rows whose scores are all relu zeros) break to the lower index in every implementation */
+    if (isfinite(best) && kth != best && fabsf(kth - best) <= 1e-6f * fmaxf(fabsf(kth), fabsf(best))) {
+        int cur = __atomic_load_n(&m->first_topk_tie, __ATOMIC_RELAXED);
+        while (p < cur && !__atomic_compare_exchange_n(&m->first_topk_tie, &cur, p, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        }
+    }
+}
+
 /* Candidate blocks of one query from its scores[0..width): block score = max of its
  * positions, the block of the newest visible position pinned first, the best topk_blocks that
  * hold any visible position kept. */
@@ -243,7 +261,7 @@ static dsv4_status index_select(const struct dsv4_model *m, const dsv4_attn_w *a
                 rc = dsv4_error(DSV4_ENOMEM, "out of memory reading CSA2 index keys");
         }
         int nth = omp_get_max_threads(), bs = DSV4_MAX(c->candidate_block_size, 1);
-        size_t per = (size_t)width_max + 2 * ((size_t)width_max / bs + 2) + (size_t)K + 8;
+        size_t per = 2 * ((size_t)width_max + 1) + 2 * ((size_t)width_max / bs + 2) + (size_t)K + 8;
         float *scratch = rc ? NULL : malloc((size_t)nth * per * sizeof(float) + 1);
         int *iscratch = rc ? NULL : malloc((size_t)nth * per * sizeof(int) + 1);
         if (!rc && (!scratch || !iscratch)) rc = dsv4_error(DSV4_ENOMEM, "out of memory scoring %d CSA2 positions", width_max);
@@ -284,6 +302,7 @@ static dsv4_status index_select(const struct dsv4_model *m, const dsv4_attn_w *a
             }
             int *sel = rt->sel + (size_t)row * K;
             int n = dsv4_topk(scores, width, DSV4_MIN(K, width), sel), kept = 0;
+            if (n == K && width > K) note_tie((dsv4_model *)m, scores, width, sel, K, scores + per - (width_max + 1), p);
             for (int i = 0; i < n; i++)
                 if (sel[i] < visible) sel[kept++] = sel[i];
             qsort(sel, (size_t)kept, sizeof(int), cmp_int);

@@ -71,6 +71,10 @@ void dsv4_compressor_finish(const dsv4_compressor_w *w, const dsv4_rope *rope, f
  * indices (descending score, ties to the lower index), n_sel[n_rows] how many are valid. */
 dsv4_status dsv4_indexer_forward(const struct dsv4_model *m, const dsv4_attn_w *aw, const dsv4_fwd_batch *b,
                                  const float *u, const float *q_lat, int *sel, int *n_sel, dsv4_workspace *ws);
+/* scores[k] = sum_h w[h] * relu(q_h . key_k) for the n_keys keys [n_keys, hd] of one query
+ * q [nh, hd] with head weights w [nh]. */
+void dsv4_indexer_scores(const float *q, const float *w, int nh, int hd, const float *keys, int n_keys,
+                         float *scores);
 /* Stable top-k of scores[0..n): indices of the k largest, ties to the lower index. */
 int dsv4_topk(const float *scores, int n, int k, int *out);
 
@@ -95,6 +99,11 @@ int dsv4_csa2_slot_after(const struct dsv4_model *m, int last, bool prefill, int
 /* moe.c: out[n_rows, dim] = MoE(u) (routed experts + shared expert). */
 dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, const dsv4_fwd_batch *b,
                              const float *u, float *out, dsv4_workspace *ws);
+/* One expert (routed or shared) on n rows: y[n, dim] = w2(route_w * h) with h = silu(min(g, L)) *
+ * clamp(p, -L, L), g = w1 x, p = w3 x (route_w NULL: weight 1). Scratch: xq [n * max(dim, inter)],
+ * g and p [n * inter]. */
+void dsv4_expert_forward(const struct dsv4_model *m, const dsv4_expert_w *e, const float *x, int n, const float *route_w,
+                         float *y, float *xq, float *g, float *p);
 /* Routing of one token: experts idx[k] and weights w[k] from the router logits. */
 void dsv4_moe_route(const struct dsv4_config *c, const dsv4_moe_w *w, const float *logits, int32_t token, int *idx,
                     float *weight);

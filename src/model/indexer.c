@@ -51,6 +51,21 @@ int dsv4_topk(const float *s, int n, int k, int *out) {
     return k;
 }
 
+void dsv4_indexer_scores(const float *q, const float *w, int nh, int hd, const float *keys, int n_keys,
+                         float *scores) {
+    for (int k = 0; k < n_keys; k++) {
+        const float *key = keys + (size_t)k * hd;
+        float s = 0.0f;
+        for (int h = 0; h < nh; h++) {
+            float d = 0.0f;
+            const float *qh = q + (size_t)h * hd;
+            for (int i = 0; i < hd; i++) d += qh[i] * key[i];
+            s += w[h] * fmaxf(d, 0.0f);
+        }
+        scores[k] = s;
+    }
+}
+
 dsv4_status dsv4_indexer_forward(const struct dsv4_model *m, const dsv4_attn_w *aw, const dsv4_fwd_batch *b,
                                  const float *u, const float *q_lat, int *sel, int *n_sel, dsv4_workspace *ws) {
     const struct dsv4_config *c = &m->cfg;
@@ -94,8 +109,15 @@ dsv4_status dsv4_indexer_forward(const struct dsv4_model *m, const dsv4_attn_w *
         for (int k = 0; k < n_keys; k++) dsv4_rowstore_get(&st->rows, k, keys + (size_t)k * hd);
         int nth = omp_get_max_threads();
         float *scores_all = malloc(((size_t)nth * (size_t)(n_keys + 1)) * sizeof(float));
-        if (!scores_all) {
+        /* the head . key dot products of one row, KEY_CHUNK keys at a time, as a product with
+         * the keys as an F32 matrix (the matmul kernels: SIMD, and over the threads when one
+         * row is scored alone) */
+        enum { KEY_CHUNK = 16384 };
+        float *dots_all = malloc((size_t)nth * (size_t)nh * KEY_CHUNK * sizeof(float));
+        if (!scores_all || !dots_all) {
             free(keys);
+            free(scores_all);
+            free(dots_all);
             return dsv4_error(DSV4_ENOMEM, "out of memory scoring %d indexer keys", n_keys);
         }
 #pragma omp parallel for schedule(dynamic, 1) if (sg->n > 1)
@@ -104,21 +126,22 @@ dsv4_status dsv4_indexer_forward(const struct dsv4_model *m, const dsv4_attn_w *
             int visible = (b->pos[r] + 1) / 4;
             if (visible > n_keys) visible = n_keys;
             float *scores = scores_all + (size_t)omp_get_thread_num() * (size_t)(n_keys + 1);
+            float *dots = dots_all + (size_t)omp_get_thread_num() * (size_t)nh * KEY_CHUNK;
             const float *qr = q + (size_t)r * nh * hd, *wr = w + (size_t)r * nh;
-            for (int k = 0; k < visible; k++) {
-                const float *key = keys + (size_t)k * hd;
-                float s = 0.0f;
-                for (int h = 0; h < nh; h++) {
-                    float d = 0.0f;
-                    const float *qh = qr + (size_t)h * hd;
-                    for (int i = 0; i < hd; i++) d += qh[i] * key[i];
-                    s += wr[h] * fmaxf(d, 0.0f);
+            for (int k0 = 0; k0 < visible; k0 += KEY_CHUNK) {
+                int kn = DSV4_MIN((int)KEY_CHUNK, visible - k0);
+                dsv4_linear kl = {.fmt = DSV4_W_F32, .rows = kn, .cols = hd, .w = keys + (size_t)k0 * hd, .name = "indexer keys"};
+                dsv4_matmul(&kl, qr, nh, dots); /* dots[h * kn + k] */
+                for (int k = 0; k < kn; k++) {
+                    float s = 0.0f;
+                    for (int h = 0; h < nh; h++) s += wr[h] * fmaxf(dots[(size_t)h * kn + k], 0.0f);
+                    scores[k0 + k] = s;
                 }
-                scores[k] = s;
             }
             n_sel[r] = dsv4_topk(scores, visible, ix->topk, sel + (size_t)r * ix->topk);
         }
         free(scores_all);
+        free(dots_all);
         free(keys);
     }
     return DSV4_OK;

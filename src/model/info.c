@@ -153,7 +153,7 @@ static void kv_costs_v41(const struct dsv4_model *m, int fmt_choice, dsv4_kv_cos
 void dsv4_model_param_stats(const struct dsv4_model *m, dsv4_param_stats *out) {
     const struct dsv4_config *c = &m->cfg;
     memset(out, 0, sizeof *out);
-    if (c->family == DSV4_FAMILY_V41) {
+    if (c->family == DSV4_ARCH_V41) {
         param_stats_v41(m, out);
         return;
     }
@@ -186,7 +186,7 @@ void dsv4_model_param_stats(const struct dsv4_model *m, dsv4_param_stats *out) {
 void dsv4_model_kv_costs(const struct dsv4_model *m, int fmt_choice, dsv4_kv_costs *out) {
     const struct dsv4_config *c = &m->cfg;
     memset(out, 0, sizeof *out);
-    if (c->family == DSV4_FAMILY_V41) {
+    if (c->family == DSV4_ARCH_V41) {
         kv_costs_v41(m, fmt_choice, out);
         return;
     }

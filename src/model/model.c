@@ -67,6 +67,7 @@ void dsv4_ws_free(dsv4_workspace *ws) {
 
 dsv4_status dsv4_model_open(const char *dir, const dsv4_open_opts *opts, dsv4_model **out) {
     *out = NULL;
+    if (!dir || !dir[0]) return dsv4_error(DSV4_EINVAL, "dsv4_model_open: no model directory given");
     dsv4_open_opts def = {0};
     if (!opts) opts = &def;
     dsv4_numeric_init();
@@ -84,6 +85,7 @@ dsv4_status dsv4_model_open(const char *dir, const dsv4_open_opts *opts, dsv4_mo
     if (!rc && opts->progress) opts->progress(opts->progress_user, "binding weights", 0.5);
     if (!rc) rc = dsv4_weights_bind(m);
     m->index_keys_intended = opts->index_keys_intended != 0;
+    m->first_topk_tie = INT32_MAX;
     if (!rc && m->engram) {
         if (opts->progress) opts->progress(opts->progress_user, opts->engram_ram ? "Engram tables to RAM" : "Engram", 0.8);
         rc = dsv4_engram_init(m, opts->engram_ram ? DSV4_ENGRAM_RAM : DSV4_ENGRAM_MAPPED, opts->engram_sync != 0);
@@ -255,7 +257,7 @@ dsv4_status dsv4_forward_batch(dsv4_model *m, dsv4_batch_item *items, int n_item
     const struct dsv4_config *c = &m->cfg;
     dsv4_fwd_batch b = {0};
     pthread_mutex_lock(&m->lock);
-    if (c->family == DSV4_FAMILY_V41) {
+    if (c->family == DSV4_ARCH_V41) {
         dsv4_status rc = dsv4_forward_batch_v41(m, items, n_items);
         pthread_mutex_unlock(&m->lock);
         return rc;

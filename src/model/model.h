@@ -122,6 +122,15 @@ float *dsv4_ws_alloc(dsv4_workspace *ws, size_t floats); /* zeroed; NULL on ENOM
 void dsv4_ws_reset(dsv4_workspace *ws);
 void dsv4_ws_free(dsv4_workspace *ws);
 
+/* Counters a benchmark reads (dsv4 bench): time and work of the expert products. Updated
+ * only while model->perf is set; the forward pass never depends on them. */
+typedef struct dsv4_perf {
+    double expert_s;       /* wall time of the routed + shared expert products */
+    double expert_cpu_s;   /* CPU time of all threads meanwhile */
+    double expert_flops;   /* their floating-point operations */
+    double expert_bytes;   /* weight bytes they read: each expert used in a step, once */
+} dsv4_perf;
+
 struct dsv4_model {
     char *dir;
     struct dsv4_config cfg;
@@ -145,6 +154,11 @@ struct dsv4_model {
     /* one forward step at a time per model */
     pthread_mutex_t lock;
     dsv4_workspace ws;
+    dsv4_perf *perf;   /* NULL unless a benchmark is counting */
+    /* Diagnostics a test reads: the first position whose indexer top-k boundary was a near-tie
+     * (the k-th kept and the best dropped score within 1e-6 relative), where any last-bit
+     * difference from another implementation may select another row. INT32_MAX: none yet. */
+    int first_topk_tie;
 };
 
 /* weights.c */

@@ -28,15 +28,18 @@ static const char *tensor_file(binder *b, const dsv4_tensor *t) { return dsv4_st
 
 static dsv4_status find(binder *b, const char *name, const dsv4_tensor **out) {
     const dsv4_tensor *t = dsv4_st_find(b->m->st, name);
-    if (!t) return dsv4_error(DSV4_ENOTFOUND, "%s: missing tensor %s", b->m->dir, name);
+    if (!t)
+        return dsv4_error(DSV4_ENOTFOUND, "%s: missing tensor %s, which config.json implies", dsv4_st_source(b->m->st),
+                          name);
     b->used[t - dsv4_st_at(b->m->st, 0)] = true;
     *out = t;
     return DSV4_OK;
 }
 
-static void shape_str(const dsv4_tensor *t, char *buf, size_t n) {
+/* "[a, b, c]" into buf, cut short (still terminated) if it does not fit. */
+static void shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
     size_t o = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < t->ndim && o < n; i++) o += (size_t)snprintf(buf + o, n - o, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    for (int i = 0; i < ndim && o < n; i++) o += (size_t)snprintf(buf + o, n - o, i ? ", %lld" : "%lld", (long long)shape[i]);
     if (o < n) snprintf(buf + o, n - o, "]");
 }
 
@@ -44,11 +47,9 @@ static dsv4_status expect_shape(binder *b, const dsv4_tensor *t, int ndim, const
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (ok) return DSV4_OK;
-    char got[128], want[128] = "[";
-    shape_str(t, got, sizeof got);
-    size_t o = 1;
-    for (int i = 0; i < ndim; i++) o += (size_t)snprintf(want + o, sizeof want - o, i ? ", %lld" : "%lld", (long long)shape[i]);
-    snprintf(want + o, sizeof want - o, "]");
+    char got[200], want[200];
+    shape_str(t->ndim, t->shape, got, sizeof got);
+    shape_str(ndim, shape, want, sizeof want);
     return dsv4_error(DSV4_EFORMAT, "%s: tensor %s has shape %s, the config implies %s", tensor_file(b, t), t->name,
                       got, want);
 }
@@ -107,7 +108,7 @@ static dsv4_status load_f32(binder *b, const char *name, int ndim, const int64_t
         }
         break;
     default:
-        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s has dtype %s, expected F32 or BF16", tensor_file(b, t), name,
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s has dtype %s, expected F32, BF16 or F16", tensor_file(b, t), name,
                           dsv4_dtype_name(t->dtype));
     }
     *out = v;
@@ -164,6 +165,9 @@ static dsv4_status bind_linear(binder *b, const char *prefix, int rows, int cols
     }
     if ((rc = expect_shape(b, t, 2, shape)) || (rc = expect_aligned(b, t))) return rc;
     if (L->fmt == DSV4_W_FP8 || L->fmt == DSV4_W_FP4) {
+        if (!dsv4_st_find(b->m->st, sname))
+            return dsv4_error(DSV4_ENOTFOUND, "%s: tensor %s is %s but its scale tensor %s is missing", tensor_file(b, t),
+                              wname, dsv4_dtype_name(t->dtype), sname);
         if ((rc = find(b, sname, &s))) return rc;
         int64_t sshape[2];
         if (L->fmt == DSV4_W_FP8) {
@@ -330,6 +334,13 @@ static dsv4_status bind_block(binder *b, const char *prefix, int id, dsv4_layer_
             if (v < 0 || v >= E)
                 return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: token %zu routes to expert %lld, outside 0..%d", tensor_file(b, t),
                                   n, i / (size_t)K, (long long)v, E - 1);
+            /* a token's experts must be distinct: the official block adds each expert's output
+             * once per token (a repeat would be dropped there) and moe.c sizes its per-expert
+             * row lists by the token count */
+            for (size_t j = i - i % (size_t)K; j < i; j++)
+                if (e->tid2eid[j] == v)
+                    return dsv4_error(DSV4_EFORMAT, "%s: tensor %s: token %zu routes to expert %lld twice",
+                                      tensor_file(b, t), n, i / (size_t)K, (long long)v);
             e->tid2eid[i] = (int32_t)v;
         }
     } else {
@@ -580,12 +591,14 @@ dsv4_status dsv4_weights_bind(struct dsv4_model *m) {
 
     if ((rc = bind_linear(&b, "embed", c->vocab_size, c->dim, LIN_DENSE, false, &m->embed))) goto out;
     if (m->embed.fmt != DSV4_W_F32 && m->embed.fmt != DSV4_W_BF16) {
-        rc = dsv4_error(DSV4_EFORMAT, "%s: embed.weight must be BF16 or F32", m->dir);
+        const dsv4_tensor *t = dsv4_st_find(m->st, "embed.weight");
+        rc = dsv4_error(DSV4_EFORMAT, "%s: tensor embed.weight has dtype %s; the embedding must be BF16 or F32",
+                        dsv4_st_file_path(m->st, t->file), dsv4_dtype_name(t->dtype));
         goto out;
     }
     if ((rc = bind_linear(&b, "head", c->vocab_size, c->dim, LIN_DENSE, false, &m->head))) goto out;
     if ((rc = load_vec(&b, "norm.weight", c->dim, &m->norm))) goto out;
-    if (c->family == DSV4_FAMILY_V41) {
+    if (c->family == DSV4_ARCH_V41) {
         if ((rc = bind_v41(&b))) goto out;
         goto leftovers;
     }

@@ -126,6 +126,48 @@ dsv4_status dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len,
     return DSV4_OK;
 }
 
+/* ---- pieces without ids (what a BPE trainer counts) ------------------------------------------ */
+
+typedef struct splitter {
+    const dsv4_tokenizer *t;
+    dsv4_pretok_work *work;
+    dsv4_piece_fn fn;
+    void *user;
+} splitter;
+
+/* As encode_added, but the added tokens are dropped and the gaps are only pre-tokenized. */
+static dsv4_status split_added(splitter *sp, int level, const uint8_t *s, size_t n) {
+    if (level == 2) return dsv4_pretok_split(&sp->t->pretok, sp->work, s, n, sp->fn, sp->user);
+    const dsv4_added_set *set = &sp->t->added[level];
+    size_t gap = 0;
+    for (size_t i = 0; set->n_tokens && i < n;) {
+        int32_t id;
+        size_t len = set->starts[s[i]] ? dsv4_added_longest(set, s + i, n - i, &id) : 0;
+        if (!len) {
+            i++;
+            continue;
+        }
+        dsv4_status st = split_added(sp, level + 1, s + gap, i - gap);
+        if (st) return st;
+        i += len;
+        gap = i;
+    }
+    return split_added(sp, level + 1, s + gap, n - gap);
+}
+
+dsv4_status dsv4_tokenizer_pieces(const dsv4_tokenizer *t, const char *text, size_t len, dsv4_piece_fn fn,
+                                  void *user) {
+    const uint8_t *s = (const uint8_t *)text;
+    size_t bad = dsv4_utf8_check(s, len);
+    if (bad < len)
+        return dsv4_error(DSV4_EINVAL, "text is not valid UTF-8: byte 0x%02X at offset %zu", s[bad], bad);
+    splitter sp = {t, dsv4_pretok_work_new(), fn, user};
+    if (!sp.work) return DSV4_ENOMEM;
+    dsv4_status st = split_added(&sp, 0, s, len);
+    dsv4_pretok_work_free(sp.work);
+    return st;
+}
+
 int dsv4_tokenizer_vocab_size(const dsv4_tokenizer *t) { return t->n_ids; }
 
 static bool is_token(const dsv4_tokenizer *t, int32_t id) {

@@ -17,6 +17,7 @@
 #ifndef DSV4_TEXT_TOKENIZER_H
 #define DSV4_TEXT_TOKENIZER_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,8 @@
 typedef struct dsv4_tokenizer dsv4_tokenizer;
 
 dsv4_status dsv4_tokenizer_load(const char *path, dsv4_tokenizer **out);
+/* The same from a parsed file (the caller keeps `root`; nothing of it is kept). */
+dsv4_status dsv4_tokenizer_from_json(const json_t *root, dsv4_tokenizer **out);
 void dsv4_tokenizer_free(dsv4_tokenizer *t);
 
 /* One more than the highest token id (129280 for DeepSeek-V4). */

@@ -59,4 +59,10 @@ struct dsv4_tokenizer {
 /* Match the longest token of `set` that starts at s[0..n); its length (0 if none), id in *id. */
 size_t dsv4_added_longest(const dsv4_added_set *set, const uint8_t *s, size_t n, int32_t *id);
 
+/* Cut text (UTF-8) as encoding does, added tokens first, then the pre-tokenizer, and hand each
+ * piece that BPE would see to fn (the added tokens themselves are skipped). The input of a BPE
+ * trainer, which must see exactly the pieces the finished tokenizer will encode. */
+dsv4_status dsv4_tokenizer_pieces(const dsv4_tokenizer *t, const char *text, size_t len, dsv4_piece_fn fn,
+                                  void *user);
+
 #endif

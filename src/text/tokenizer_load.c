@@ -447,6 +447,18 @@ static dsv4_status load_all(dsv4_tokenizer *t, const json_t *root) {
     return st;
 }
 
+dsv4_status dsv4_tokenizer_from_json(const json_t *root, dsv4_tokenizer **out) {
+    *out = NULL;
+    dsv4_tokenizer *t = dsv4_calloc(1, sizeof *t, "tokenizer");
+    dsv4_status st = t ? load_all(t, root) : DSV4_ENOMEM;
+    if (st) {
+        dsv4_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return DSV4_OK;
+}
+
 dsv4_status dsv4_tokenizer_load(const char *path, dsv4_tokenizer **out) {
     *out = NULL;
     json_error_t jerr;
@@ -456,14 +468,9 @@ dsv4_status dsv4_tokenizer_load(const char *path, dsv4_tokenizer **out) {
             return dsv4_error(DSV4_EIO, "%s", jerr.text);
         return dsv4_error(DSV4_EFORMAT, "%s: line %d, column %d: %s", path, jerr.line, jerr.column, jerr.text);
     }
-    dsv4_tokenizer *t = dsv4_calloc(1, sizeof *t, "tokenizer");
-    dsv4_status st = t ? load_all(t, root) : DSV4_ENOMEM;
+    dsv4_status st = dsv4_tokenizer_from_json(root, out);
     json_decref(root);
-    if (st) {
-        dsv4_tokenizer_free(t);
-        return dsv4_error_wrap(st, "%s", path);
-    }
-    *out = t;
+    if (st) return dsv4_error_wrap(st, "%s", path);
     return DSV4_OK;
 }
 

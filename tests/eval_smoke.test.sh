@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# eval_smoke: the whole pipeline on the test corpus with the reference tiny model (release
+# build only: the model runs on a few thousand tokens):
+#   - `dsv4 data build` from scratch, tokenizer training included, twice: the same bytes;
+#   - `dsv4 eval` on every family, table and JSON: every section is reported, a needle longer
+#     than the model's context is reported as skipped. The model is random, so accuracy is
+#     about 0; data_cli's --reference runs check that the scoring itself is right.
+#
+#   bash eval_smoke.test.sh DSV4_BINARY SHARED_DIR SOURCE_DIR
+set -euo pipefail
+dsv4=$1 shared=$2 src=$3
+corpus=$src/tests/data/fortunes
+model=$shared/refvectors/models/tiny_v4flash_fp8
+
+fail() { echo "eval_smoke: FAIL: $*" >&2; exit 1; }
+[ -d "$model" ] || fail "no reference model at $model"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+args=(--corpus "$corpus" --vocab 1000 --count arith=10 --count table=2 --count needle=1 --count tools=2
+      --count text=1 --count chat=2 --needle-max 300 --quiet)
+"$dsv4" data build --out "$tmp/a" "${args[@]}" || fail "build"
+"$dsv4" data build --out "$tmp/b" "${args[@]}" || fail "build again"
+for f in "$tmp"/a/*; do cmp "$f" "$tmp/b/$(basename "$f")" || fail "$(basename "$f") differs between two builds"; done
+
+ev=(-m "$model" --tokenizer "$tmp/a/tokenizer.json" --corpus "$corpus" --threads 1 --n 1 --needle-n 1 --max-tokens 4)
+"$dsv4" eval "${ev[@]}" --needle-lengths 300,4096 --json > "$tmp/eval.json" || fail "eval --json"
+for key in '"arith"' '"table"' '"tools"' '"round_trip"' '"needle"' '"tokens": 300' '"mean_prompt_tokens"'; do
+  grep -q "$key" "$tmp/eval.json" || fail "eval --json lacks $key"
+done
+"$dsv4" eval "${ev[@]}" --needle-lengths 300,4096 > "$tmp/eval.txt" || fail "eval"
+for row in "arith" "table" "tools: call" "tools: round trip" "needle 300" "needle 4K"; do
+  grep -q "^$row " "$tmp/eval.txt" || fail "the table lacks a \"$row\" row: $(cat "$tmp/eval.txt")"
+done
+grep -q "needle 4K .*beyond the model's context" "$tmp/eval.txt" || fail "needle 4K is not reported as beyond the context"
+echo "eval_smoke: all checks passed"

@@ -1,4 +1,4 @@
-/* dsv4.h: the public C API of libdsv4, DeepSeek-V4 in C.
+/* dsv4.h: the public C API of libdsv4, DeepSeek-V4 (and V4.1) in C.
  *
  * The library never prints and never exits. Every fallible call returns a dsv4_status; on
  * failure, dsv4_errmsg() gives a message (per thread) that names the file, tensor, field or
@@ -11,6 +11,11 @@
  *   dsv4_forward(s, ids, n, logits, ...)     feed n tokens at the session's position
  *   dsv4_session_reset(s) / dsv4_session_free(s)
  * Several sessions can be stepped together with dsv4_forward_batch (one batched step).
+ *
+ * DeepSeek-V4.1 checkpoints load through the same calls. Their draft head (DSpark) proposes
+ * several tokens at once: dsv4_dspark_draft, and dsv4_generate_greedy with speculation on,
+ * which verifies drafts in one batched step and gives exactly the tokens plain greedy
+ * decoding gives.
  */
 #ifndef DSV4_H
 #define DSV4_H
@@ -56,6 +61,13 @@ typedef struct dsv4_open_opts {
     int kv_bf16_rope;     /* default numerics: keep KV rope dims in bf16 (production layout) */
     int n_threads;        /* 0 = all cores */
     int verbose_progress; /* nonzero: the library may call the progress callback */
+    /* DeepSeek-V4.1 */
+    int index_keys_intended; /* CSA2 indexers score against their own group's keys on every
+                                step; default: the official code's stale shared slot (docs/v41.md) */
+    int engram_ram;          /* copy the Engram tables into RAM at load (default: read them
+                                through the checkpoint's memory map, e.g. from SSD) */
+    int engram_sync;         /* gather Engram rows when their layer runs, without read-ahead
+                                (for measurements; default: gathered while the first layers run) */
     void (*progress)(void *user, const char *what, double fraction);
     void *progress_user;
 } dsv4_open_opts;
@@ -102,6 +114,35 @@ dsv4_status dsv4_forward(dsv4_session *s, const int32_t *ids, int n, int want_lo
  * logits [n, vocab] that predict the tokens at p+2... */
 dsv4_status dsv4_mtp_forward(dsv4_session *s, const float *hidden, const int32_t *next_ids,
                              int n, float *logits);
+
+/* ---- DeepSeek-V4.1: DSpark drafting and speculative decoding ---------------------------- */
+
+/* Tokens DSpark drafts per step (0: the model has no DSpark head). */
+int dsv4_model_dspark_block(const dsv4_model *m);
+
+/* Draft the tokens that follow `anchor`, the token after the session's last position (chosen
+ * but not yet fed). Uses the hidden state the session's last forward step left for its last
+ * token. Writes draft[block] (greedy, with the Markov refinement), and when not NULL the
+ * draft logits [block, vocab] and the confidence head's raw outputs [block]. The session's
+ * position does not change. */
+dsv4_status dsv4_dspark_draft(dsv4_session *s, int32_t anchor, int32_t *draft, float *logits, float *confidence);
+
+typedef struct dsv4_spec_stats {
+    int steps;        /* forward steps of the main model after the prompt */
+    int drafted;      /* draft tokens proposed */
+    int accepted;     /* draft tokens accepted */
+    int generated;    /* tokens produced */
+    double seconds;   /* wall time of the generation (prompt excluded) */
+    double draft_seconds, verify_seconds; /* of which drafting, and main-model steps */
+} dsv4_spec_stats;
+
+/* Greedy generation of up to max_new tokens after the prompt (fed at the session's current
+ * position), stopping after `eos` (-1: never). With `speculative` set and a DSpark head, each
+ * step drafts a block, verifies it in one forward step and keeps the longest prefix the main
+ * model agrees with plus its own next token, rolling the session back over the rest: the
+ * tokens are the same as without speculation. out[max_new] receives the tokens. */
+dsv4_status dsv4_generate_greedy(dsv4_session *s, const int32_t *prompt, int n_prompt, int max_new, int32_t eos,
+                                 int speculative, int32_t *out, int *n_out, dsv4_spec_stats *stats);
 
 #ifdef __cplusplus
 }

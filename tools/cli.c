@@ -182,6 +182,18 @@ int cli_model_flag(const char *cmd, int argc, char **argv, int *i, dsv4_open_opt
         opts->n_threads = (int)v;
         return 1;
     }
+    if (cli_is(a, NULL, "--intended-index-keys")) {
+        opts->index_keys_intended = 1;
+        return 1;
+    }
+    if (cli_is(a, NULL, "--engram-ram")) {
+        opts->engram_ram = 1;
+        return 1;
+    }
+    if (cli_is(a, NULL, "--engram-sync")) {
+        opts->engram_sync = 1;
+        return 1;
+    }
     if (cli_is(a, NULL, "--numerics")) {
         const char *s = cli_value(argc, argv, i);
         if (s && !strcmp(s, "exact")) opts->numerics = DSV4_NUMERICS_EXACT;

@@ -32,7 +32,8 @@ char *cli_read_file(const char *path, size_t *len);
 /* Parse "0,17,42" or "@FILE.json" (a JSON list) into ids; caller frees *ids. */
 bool cli_parse_ids(const char *cmd, const char *spec, int **ids, int *n);
 
-/* Model open options from common flags: --threads N, --numerics exact|default. Returns the
+/* Model open options from common flags: --threads N, --numerics exact|default, and for V4.1
+ * --intended-index-keys, --engram-ram, --engram-sync (see dsv4_open_opts). Returns the
  * number of argv entries consumed at *i (0 if argv[*i] is not one of them, -1 on error). */
 int cli_model_flag(const char *cmd, int argc, char **argv, int *i, dsv4_open_opts *opts);
 

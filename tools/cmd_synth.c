@@ -2,7 +2,9 @@
  *
  * Writes a model directory shaped like DeepSeek-V4-Flash or -Pro (src/model/synth.h), with
  * fewer layers or experts, or smaller widths, when asked. Used to benchmark the engine on
- * full-width layers and to test loading at realistic sizes without the real weights. */
+ * full-width layers and to test loading at realistic sizes without the real weights.
+ * DeepSeek-V4.1-Flash (--like v41-flash) has its own option set and writer; such calls go
+ * whole to synth_v41_main (tools/synth_v41_cli.c, src/model/synth_v41.h). */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +18,13 @@ static const char *usage =
     "                  [--dim D] [--vocab V] [--inter I] [--heads H] [--head-dim D] [--q-lora R]\n"
     "                  [--o-lora R] [--o-groups G] [--index-heads H] [--index-topk K] [--window W]\n"
     "                  [--topk K] [--no-mtp] [--shard-gib G]\n"
-    "Omitted sizes are those of the real model; --layers keeps its layer-kind schedule.\n";
+    "Omitted sizes are those of the real model; --layers keeps its layer-kind schedule.\n"
+    "DeepSeek-V4.1-Flash: dsv4 synth --like v41-flash --help lists its options.\n";
 
 int cmd_synth(int argc, char **argv) {
     const char *cmd = "synth", *out = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--like") && !strcmp(argv[i + 1], "v41-flash")) return synth_v41_main(argc, argv);
     dsv4_synth_opts o = {.like = "flash", .progress = cli_progress};
     static const struct {
         const char *flag;
@@ -58,7 +63,7 @@ int cmd_synth(int argc, char **argv) {
             return 0;
         } else if (cli_is(a, NULL, "--like")) {
             o.like = cli_value(argc, argv, &i);
-            if (!o.like || (strcmp(o.like, "flash") && strcmp(o.like, "pro"))) return cli_fail(cmd, "--like needs flash or pro"), 2;
+            if (!o.like || (strcmp(o.like, "flash") && strcmp(o.like, "pro"))) return cli_fail(cmd, "--like needs flash, pro or v41-flash"), 2;
         } else if (cli_is(a, "-o", "--out")) {
             if (!(out = cli_value(argc, argv, &i))) return cli_fail(cmd, "--out needs a directory"), 2;
         } else if (cli_is(a, NULL, "--seed")) {

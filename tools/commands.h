@@ -14,4 +14,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_engram(int argc, char **argv);
+int cmd_greedy(int argc, char **argv);
+/* synth_v41_cli.c: `dsv4 synth --like v41-flash` */
+int synth_v41_main(int argc, char **argv);
 #endif

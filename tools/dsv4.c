@@ -22,7 +22,9 @@ static const struct {
     {"eval", cmd_eval, "held-out accuracy per task, needle retrieval, tool-call round trip"},
     {"grad", cmd_grad, "loss of a token list and its gradient w.r.t. every weight (.safetensors)"},
     {"bench", cmd_bench, "decode and prefill speed against the measured bandwidth and FMA peak"},
-    {"synth", cmd_synth, "write a random checkpoint shaped like DeepSeek-V4-Flash or -Pro"},
+    {"synth", cmd_synth, "write a random checkpoint shaped like DeepSeek-V4-Flash, -Pro or V4.1-Flash"},
+    {"greedy", cmd_greedy, "greedy decoding from token ids, plain or with DSpark speculation"},
+    {"engram", cmd_engram, "V4.1 Engram: compressed vocabulary of a tokenizer, table rows of ids"},
 };
 
 static void usage(FILE *f) {

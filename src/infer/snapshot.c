@@ -79,7 +79,38 @@ static void get(reader *r, void *dst, size_t n) {
 }
 
 static const dsv4_layer_w *state_weights(const struct dsv4_model *m, int i) {
-    return i < m->cfg.n_layers ? &m->layers[i] : &m->mtp->block;
+    if (i < m->cfg.n_layers) return &m->layers[i];
+    return m->dspark ? &m->dspark->stages[i - m->cfg.n_layers] : &m->mtp->block;
+}
+
+static bool is_v41(const struct dsv4_model *m) { return m->cfg.family == DSV4_ARCH_V41; }
+
+/* V4.1: the floats of one of a KV source's compressor buffers. */
+static size_t v41_slot_floats(const struct dsv4_model *m, const dsv4_layer_w *lw) {
+    return (size_t)dsv4_csa2_slots(lw->attn.ratio) * (size_t)m->cfg.head_dim;
+}
+
+static void write_store(writer *w, const dsv4_comp_state *c) {
+    int32_t n = c->n_rows;
+    put(w, &n, sizeof n);
+    put(w, c->rows.data, (size_t)c->n_rows * c->rows.row_bytes);
+}
+
+static void write_v41(const dsv4_session *s, writer *w) {
+    const struct dsv4_model *m = s->m;
+    for (int i = 0; i < s->n_states; i++) {
+        const dsv4_layer_w *lw = state_weights(m, i);
+        const dsv4_layer_state *ls = &s->layers[i];
+        put(w, ls->win.data, (size_t)DSV4_MIN(s->pos, ls->win.cap) * ls->win.row_bytes);
+        if (!lw->attn.kv_source) continue;
+        put(w, ls->comp.kv, v41_slot_floats(m, lw) * sizeof(float));
+        put(w, ls->comp.score, v41_slot_floats(m, lw) * sizeof(float));
+        write_store(w, &ls->comp);
+        write_store(w, &ls->idx);
+    }
+    int32_t slot = s->idx_slot;
+    put(w, &slot, sizeof slot);
+    if (s->engram_ids) put(w, s->engram_ids, (size_t)s->pos * sizeof(int32_t));
 }
 
 static size_t comp_buf_floats(const dsv4_compressor_w *w) {
@@ -107,6 +138,10 @@ static void write_all(const dsv4_session *s, writer *w) {
     int32_t pos = s->pos, mtp_pos = s->mtp_pos;
     put(w, &pos, 4);
     put(w, &mtp_pos, 4);
+    if (is_v41(m)) {
+        write_v41(s, w);
+        return;
+    }
     for (int i = 0; i < s->n_states; i++) {
         const dsv4_layer_w *lw = state_weights(m, i);
         const dsv4_layer_state *ls = &s->layers[i];
@@ -146,6 +181,45 @@ static dsv4_status read_comp(reader *r, const dsv4_compressor_w *cw, dsv4_comp_s
     return r->short_read ? dsv4_error(DSV4_EFORMAT, "snapshot truncated") : DSV4_OK;
 }
 
+static dsv4_status read_store(reader *r, dsv4_comp_state *c, int max_rows) {
+    int32_t n = 0;
+    get(r, &n, sizeof n);
+    if (r->short_read) return dsv4_error(DSV4_EFORMAT, "snapshot truncated");
+    if (n < 0 || n > c->rows.cap || n > max_rows)
+        return dsv4_error(DSV4_EFORMAT, "snapshot holds %d compressed rows, the session has room for %d", n, c->rows.cap);
+    c->n_rows = n;
+    get(r, c->rows.data, (size_t)n * c->rows.row_bytes);
+    return r->short_read ? dsv4_error(DSV4_EFORMAT, "snapshot truncated") : DSV4_OK;
+}
+
+static dsv4_status read_v41(dsv4_session *s, reader *r, int pos) {
+    const struct dsv4_model *m = s->m;
+    dsv4_status rc = DSV4_OK;
+    for (int i = 0; i < s->n_states && !rc; i++) {
+        const dsv4_layer_w *lw = state_weights(m, i);
+        dsv4_layer_state *ls = &s->layers[i];
+        get(r, ls->win.data, (size_t)DSV4_MIN(pos, ls->win.cap) * ls->win.row_bytes);
+        if (!lw->attn.kv_source) continue;
+        get(r, ls->comp.kv, v41_slot_floats(m, lw) * sizeof(float));
+        get(r, ls->comp.score, v41_slot_floats(m, lw) * sizeof(float));
+        rc = read_store(r, &ls->comp, pos / lw->attn.ratio);
+        if (!rc) rc = read_store(r, &ls->idx, pos / lw->attn.ratio);
+    }
+    int32_t slot = -1;
+    get(r, &slot, sizeof slot);
+    if (!rc && (slot < -1 || slot >= m->cfg.n_layers || (slot >= 0 && !dsv4_config_is_kv_source(&m->cfg, slot))))
+        rc = dsv4_error(DSV4_EFORMAT, "snapshot names layer %d as the index-key slot, not a KV source", slot);
+    s->idx_slot = slot;
+    if (!rc && s->engram_ids) {
+        get(r, s->engram_ids, (size_t)pos * sizeof(int32_t));
+        for (int t = 0; t < pos && !r->short_read && !rc; t++)
+            if (s->engram_ids[t] < 0 || s->engram_ids[t] >= m->engram->n_compressed)
+                rc = dsv4_error(DSV4_EFORMAT, "snapshot: Engram history entry %d is not a compressed id", t);
+    }
+    if (!rc && r->short_read) rc = dsv4_error(DSV4_EFORMAT, "snapshot truncated");
+    return rc;
+}
+
 dsv4_status dsv4_session_restore(dsv4_session *s, const void *buf, size_t len) {
     const struct dsv4_model *m = s->m;
     reader r = {buf, 0, len, false};
@@ -167,7 +241,8 @@ dsv4_status dsv4_session_restore(dsv4_session *s, const void *buf, size_t len) {
         return dsv4_error(DSV4_EINVAL, "snapshot at position %d does not fit a session of %d tokens", pos, s->max_ctx);
     dsv4_session_reset(s);
     dsv4_status rc = DSV4_OK;
-    for (int i = 0; i < s->n_states && !rc; i++) {
+    if (is_v41(m)) rc = read_v41(s, &r, pos);
+    for (int i = 0; i < s->n_states && !rc && !is_v41(m); i++) {
         const dsv4_layer_w *lw = state_weights(m, i);
         dsv4_layer_state *ls = &s->layers[i];
         int p = i < m->cfg.n_layers ? pos : mtp_pos;
@@ -196,6 +271,16 @@ dsv4_status dsv4_session_copy(dsv4_session *dst, const dsv4_session *src) {
         const dsv4_layer_state *a = &src->layers[i];
         dsv4_layer_state *b = &dst->layers[i];
         memcpy(b->win.data, a->win.data, (size_t)a->win.cap * a->win.row_bytes);
+        if (is_v41(src->m)) {
+            if (!lw->attn.kv_source) continue;
+            memcpy(b->comp.kv, a->comp.kv, v41_slot_floats(src->m, lw) * sizeof(float));
+            memcpy(b->comp.score, a->comp.score, v41_slot_floats(src->m, lw) * sizeof(float));
+            b->comp.n_rows = a->comp.n_rows;
+            b->idx.n_rows = a->idx.n_rows;
+            memcpy(b->comp.rows.data, a->comp.rows.data, (size_t)a->comp.n_rows * a->comp.rows.row_bytes);
+            memcpy(b->idx.rows.data, a->idx.rows.data, (size_t)a->idx.n_rows * a->idx.rows.row_bytes);
+            continue;
+        }
         const dsv4_comp_state *ca[2] = {&a->comp, &a->idx};
         dsv4_comp_state *cb[2] = {&b->comp, &b->idx};
         const dsv4_compressor_w *cw[2] = {lw->attn.ratio ? &lw->attn.comp : NULL, lw->attn.has_indexer ? &lw->attn.indexer.comp : NULL};
@@ -208,6 +293,8 @@ dsv4_status dsv4_session_copy(dsv4_session *dst, const dsv4_session *src) {
             memcpy(cb[k]->rows.data, ca[k]->rows.data, (size_t)ca[k]->n_rows * ca[k]->rows.row_bytes);
         }
     }
+    if (src->engram_ids) memcpy(dst->engram_ids, src->engram_ids, (size_t)src->pos * sizeof(int32_t));
+    dst->idx_slot = src->idx_slot;
     dst->pos = src->pos;
     dst->mtp_pos = src->mtp_pos;
     return DSV4_OK;

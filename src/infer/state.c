@@ -19,6 +19,8 @@ size_t dsv4_row_bytes(dsv4_row_fmt fmt, int dim, int rd) {
         return (n + 7) & ~(size_t)7;
     }
     case DSV4_ROW_FP4_IDX: return (size_t)dim / 2 + (size_t)dim / 32;
+    case DSV4_ROW_FP8_B32: return (size_t)dim + (size_t)dim / 32;
+    case DSV4_ROW_FP4_KV16: return (size_t)dim / 2 + (size_t)dim / 16;
     }
     return 0;
 }
@@ -61,6 +63,8 @@ void dsv4_rowstore_put(dsv4_rowstore *s, int row, const float *v) {
         dsv4_fp8_quant_codes(v, nope, 64, p + 2 * rd, p + 2 * rd + nope);
         break;
     case DSV4_ROW_FP4_IDX: dsv4_fp4_quant_codes(v, dim, 32, p, p + dim / 2); break;
+    case DSV4_ROW_FP8_B32: dsv4_fp8_quant_codes(v, dim, 32, p, p + dim); break;
+    case DSV4_ROW_FP4_KV16: dsv4_fp4_e4m3s_quant_codes(v, dim, 16, p, p + dim / 2); break;
     }
 }
 
@@ -90,6 +94,20 @@ void dsv4_rowstore_get(const dsv4_rowstore *s, int row, float *out) {
         const uint8_t *sc = p + dim / 2;
         for (int i = 0; i < dim; i += 2) {
             float f = dsv4_e8m0_to_f32(sc[i / 32]);
+            out[i] = dsv4_e2m1_to_f32(p[i / 2] & 15) * f;
+            out[i + 1] = dsv4_e2m1_to_f32(p[i / 2] >> 4) * f;
+        }
+        break;
+    }
+    case DSV4_ROW_FP8_B32: {
+        const uint8_t *sc = p + dim;
+        for (int i = 0; i < dim; i++) out[i] = dsv4_e4m3_to_f32(p[i]) * dsv4_e8m0_to_f32(sc[i / 32]);
+        break;
+    }
+    case DSV4_ROW_FP4_KV16: {
+        const uint8_t *sc = p + dim / 2;
+        for (int i = 0; i < dim; i += 2) {
+            float f = dsv4_e4m3_to_f32(sc[i / 16]);
             out[i] = dsv4_e2m1_to_f32(p[i / 2] & 15) * f;
             out[i + 1] = dsv4_e2m1_to_f32(p[i / 2] >> 4) * f;
         }
@@ -136,7 +154,36 @@ static void comp_free(dsv4_comp_state *c) {
 dsv4_layer_state *dsv4_session_layer(dsv4_session *s, int layer_id) { return &s->layers[layer_id]; }
 
 static const dsv4_layer_w *layer_weights(const struct dsv4_model *m, int i) {
-    return i < m->cfg.n_layers ? &m->layers[i] : &m->mtp->block;
+    if (i < m->cfg.n_layers) return &m->layers[i];
+    return m->dspark ? &m->dspark->stages[i - m->cfg.n_layers] : &m->mtp->block;
+}
+
+/* V4.1 state: windows everywhere, compressed rows and index keys at the KV sources. */
+static dsv4_status session_init_v41(dsv4_session *s) {
+    const struct dsv4_model *m = s->m;
+    const struct dsv4_config *c = &m->cfg;
+    bool exact = m->numerics == DSV4_NUMERICS_EXACT;
+    dsv4_row_fmt win_fmt = exact ? DSV4_ROW_F32 : DSV4_ROW_FP8_B32, kv_fmt = exact ? DSV4_ROW_F32 : DSV4_ROW_FP4_KV16;
+    dsv4_row_fmt idx_fmt = exact ? DSV4_ROW_F32 : DSV4_ROW_FP4_IDX;
+    dsv4_status rc = DSV4_OK;
+    s->idx_slot = -1;
+    for (int i = 0; i < s->n_states && !rc; i++) {
+        const dsv4_layer_w *lw = layer_weights(m, i);
+        dsv4_layer_state *ls = &s->layers[i];
+        rc = dsv4_rowstore_init(&ls->win, win_fmt, c->head_dim, c->rope_head_dim, c->window_size);
+        if (rc || !lw->attn.kv_source) continue;
+        int r = lw->attn.ratio, cap = s->max_ctx / r + 1, slots = dsv4_csa2_slots(r);
+        ls->comp.kv = dsv4_calloc((size_t)slots * c->head_dim, sizeof(float), "compressor state");
+        ls->comp.score = dsv4_calloc((size_t)slots * c->head_dim, sizeof(float), "compressor state");
+        if (!ls->comp.kv || !ls->comp.score) rc = DSV4_ENOMEM;
+        if (!rc) rc = dsv4_rowstore_init(&ls->comp.rows, kv_fmt, c->head_dim, c->rope_head_dim, cap);
+        if (!rc) rc = dsv4_rowstore_init(&ls->idx.rows, idx_fmt, c->index_head_dim, c->rope_head_dim, cap);
+    }
+    if (!rc && m->engram) {
+        s->engram_ids = dsv4_calloc((size_t)s->max_ctx + 1, sizeof(int32_t), "engram history");
+        if (!s->engram_ids) rc = DSV4_ENOMEM;
+    }
+    return rc;
 }
 
 dsv4_status dsv4_session_new(dsv4_model *m, int max_ctx, dsv4_session **out) {
@@ -150,9 +197,18 @@ dsv4_status dsv4_session_new(dsv4_model *m, int max_ctx, dsv4_session **out) {
     if (!s) return DSV4_ENOMEM;
     s->m = m;
     s->max_ctx = max_ctx;
-    s->n_states = c->n_layers + (m->mtp ? 1 : 0);
+    s->n_states = c->n_layers + (m->mtp ? 1 : 0) + (m->dspark ? m->dspark->n_stages : 0);
     s->layers = dsv4_calloc((size_t)s->n_states, sizeof *s->layers, "session layers");
     dsv4_status rc = s->layers ? DSV4_OK : DSV4_ENOMEM;
+    if (!rc && c->family == DSV4_ARCH_V41) {
+        rc = session_init_v41(s);
+        if (rc) {
+            dsv4_session_free(s);
+            return rc;
+        }
+        *out = s;
+        return DSV4_OK;
+    }
     bool exact = m->numerics == DSV4_NUMERICS_EXACT;
     dsv4_row_fmt kv_fmt = exact ? DSV4_ROW_F32 : m->kv_bf16_rope ? DSV4_ROW_FP8_KV_BF16 : DSV4_ROW_FP8_KV;
     dsv4_row_fmt idx_fmt = exact ? DSV4_ROW_F32 : DSV4_ROW_FP4_IDX;
@@ -172,6 +228,14 @@ dsv4_status dsv4_session_new(dsv4_model *m, int max_ctx, dsv4_session **out) {
 }
 
 void dsv4_session_reset(dsv4_session *s) {
+    s->pos = 0;
+    s->mtp_pos = 0;
+    s->idx_slot = -1;
+    s->dspark_rows = 0;
+    if (s->m->cfg.family == DSV4_ARCH_V41) { /* the compressor slots are rewritten before use */
+        for (int i = 0; i < s->n_states; i++) s->layers[i].comp.n_rows = s->layers[i].idx.n_rows = 0;
+        return;
+    }
     for (int i = 0; i < s->n_states; i++) {
         const dsv4_layer_w *lw = layer_weights(s->m, i);
         dsv4_layer_state *ls = &s->layers[i];
@@ -181,8 +245,6 @@ void dsv4_session_reset(dsv4_session *s) {
         }
         if (lw->attn.has_indexer) comp_reset(&ls->idx, 2 * 4, 2 * lw->attn.indexer.comp.dc);
     }
-    s->pos = 0;
-    s->mtp_pos = 0;
 }
 
 void dsv4_session_free(dsv4_session *s) {
@@ -193,6 +255,8 @@ void dsv4_session_free(dsv4_session *s) {
         comp_free(&s->layers[i].idx);
     }
     free(s->layers);
+    free(s->engram_ids);
+    free(s->dspark_hidden);
     free(s);
 }
 
@@ -201,6 +265,16 @@ int dsv4_session_max_ctx(const dsv4_session *s) { return s->max_ctx; }
 
 size_t dsv4_session_bytes(const dsv4_session *s) {
     size_t total = 0;
+    if (s->m->cfg.family == DSV4_ARCH_V41) {
+        for (int i = 0; i < s->n_states; i++) {
+            const dsv4_layer_state *ls = &s->layers[i];
+            total += (size_t)DSV4_MIN(s->pos, ls->win.cap) * ls->win.row_bytes;
+            total += (size_t)ls->comp.n_rows * ls->comp.rows.row_bytes + (size_t)ls->idx.n_rows * ls->idx.rows.row_bytes;
+            if (ls->comp.kv)
+                total += 2 * sizeof(float) * (size_t)dsv4_csa2_slots(layer_weights(s->m, i)->attn.ratio) * (size_t)s->m->cfg.head_dim;
+        }
+        return total + (s->engram_ids ? (size_t)s->pos * sizeof(int32_t) : 0);
+    }
     for (int i = 0; i < s->n_states; i++) {
         const dsv4_layer_w *lw = layer_weights(s->m, i);
         const dsv4_layer_state *ls = &s->layers[i];

@@ -1,4 +1,4 @@
-/* npy.c: reading and writing float32 .npy files. */
+/* npy.c: reading and writing float32 .npy files (and reading int64 ones). */
 #include <errno.h>
 #include <stdio.h>
 
@@ -30,7 +30,10 @@ dsv4_status dsv4_npy_write_f32(const char *path, const float *data, int ndim, co
     return DSV4_OK;
 }
 
-dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t *shape) {
+/* Read an array whose dtype descriptor is `descr` (elements of `size` bytes; `what` names the
+ * dtype and `unit` its elements in messages). */
+static dsv4_status npy_read(const char *path, const char *descr, const char *what, const char *unit, size_t size,
+                            void **data, int *ndim, int64_t *shape) {
     *data = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return dsv4_error(DSV4_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -47,7 +50,9 @@ dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t
     if (!rc && (hlen > (1 << 20) || !(dict = calloc(hlen + 1, 1)) || fread(dict, 1, hlen, f) != hlen))
         rc = dsv4_error(DSV4_EFORMAT, "%s: truncated header", path);
     if (!rc) {
-        if (!strstr(dict, "'descr': '<f4'")) rc = dsv4_error(DSV4_EFORMAT, "%s: dtype is not little-endian float32", path);
+        char want[32];
+        snprintf(want, sizeof want, "'descr': '%s'", descr);
+        if (!strstr(dict, want)) rc = dsv4_error(DSV4_EFORMAT, "%s: dtype is not %s", path, what);
         else if (!strstr(dict, "'fortran_order': False")) rc = dsv4_error(DSV4_EFORMAT, "%s: Fortran order", path);
     }
     size_t n = 1;
@@ -67,7 +72,7 @@ dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t
                 }
                 shape[(*ndim)++] = v;
                 size_t bytes;
-                if (!dsv4_mul_ok(n, (size_t)v, &n) || !dsv4_mul_ok(n, sizeof(float), &bytes)) {
+                if (!dsv4_mul_ok(n, (size_t)v, &n) || !dsv4_mul_ok(n, size, &bytes)) {
                     rc = dsv4_error(DSV4_EFORMAT, "%s: shape overflows", path);
                     break;
                 }
@@ -79,14 +84,14 @@ dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t
     if (!rc) {
         /* the data must be in the file before we allocate for it */
         long here = ftell(f);
-        if (here < 0 || fseek(f, 0, SEEK_END) != 0 || (size_t)(ftell(f) - here) / sizeof(float) < n ||
+        if (here < 0 || fseek(f, 0, SEEK_END) != 0 || (size_t)(ftell(f) - here) / size < n ||
             fseek(f, here, SEEK_SET) != 0)
-            rc = dsv4_error(DSV4_EFORMAT, "%s: truncated data: the shape needs %zu floats", path, n);
+            rc = dsv4_error(DSV4_EFORMAT, "%s: truncated data: the shape needs %zu %s", path, n, unit);
     }
     if (!rc) {
-        *data = malloc(n * sizeof(float) + 1);
+        *data = malloc(n * size + 1);
         if (!*data) rc = dsv4_error(DSV4_ENOMEM, "%s: out of memory", path);
-        else if (fread(*data, sizeof(float), n, f) != n) rc = dsv4_error(DSV4_EFORMAT, "%s: truncated data", path);
+        else if (fread(*data, size, n, f) != n) rc = dsv4_error(DSV4_EFORMAT, "%s: truncated data", path);
     }
     free(dict);
     fclose(f);
@@ -95,4 +100,12 @@ dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t
         *data = NULL;
     }
     return rc;
+}
+
+dsv4_status dsv4_npy_read_f32(const char *path, float **data, int *ndim, int64_t *shape) {
+    return npy_read(path, "<f4", "little-endian float32", "floats", sizeof(float), (void **)data, ndim, shape);
+}
+
+dsv4_status dsv4_npy_read_i64(const char *path, int64_t **data, int *ndim, int64_t *shape) {
+    return npy_read(path, "<i8", "little-endian int64", "int64 values", sizeof(int64_t), (void **)data, ndim, shape);
 }

@@ -355,7 +355,7 @@ void dsv4_linear_forward(const dsv4_linear *L, const float *x, int n, float *y, 
         size_t cols = (size_t)L->cols;
         memcpy(xq, x, (size_t)n * cols * sizeof(float));
 #pragma omp parallel for schedule(static) if (n > 4)
-        for (int t = 0; t < n; t++) dsv4_fp8_fake_quant(xq + (size_t)t * cols, (int)cols, 128);
+        for (int t = 0; t < n; t++) dsv4_fp8_fake_quant(xq + (size_t)t * cols, (int)cols, L->act_block ? L->act_block : 128);
         dsv4_matmul(L, xq, n, y);
     } else {
         dsv4_matmul(L, x, n, y);

@@ -30,7 +30,8 @@ typedef struct dsv4_linear {
     int br, bc;                 /* FP8 block shape; FP4: 1 x 32 */
     int sc;                     /* scale columns (row stride of the scale matrix) */
     int r0;                     /* row offset of this view inside the stored matrix (scales) */
-    bool act_quant;             /* default numerics: FP8-quantise the input (blocks of 128) */
+    bool act_quant;             /* default numerics: FP8-quantise the input (blocks of act_block) */
+    int act_block;              /* 128 in V4, 32 in V4.1 (0 reads as 128) */
     const char *name;
 } dsv4_linear;
 
@@ -56,7 +57,7 @@ void dsv4_matmul_ld(const dsv4_linear *L, const float *x, int n, float *y, int l
 void dsv4_matmul_release_scratch(void);
 
 /* The official linear(): in default numerics, inputs of FP8/FP4 weights with act_quant set
- * are rounded to FP8 blocks of 128 first (into scratch xq[n*cols]); then dsv4_matmul. */
+ * are rounded to FP8 blocks of act_block first (into scratch xq[n*cols]); then dsv4_matmul. */
 void dsv4_linear_forward(const dsv4_linear *L, const float *x, int n, float *y, dsv4_numerics mode,
                          float *xq);
 

@@ -12,7 +12,14 @@
  *
  * Within a step, a row's window keys at positions of the same step come from this step's kv
  * rows (after the same rounding the ring applies); older positions come from the ring. The
- * ring is updated after attention, so in-step positions never overwrite keys still needed. */
+ * ring is updated after attention, so in-step positions never overwrite keys still needed.
+ *
+ * V4.1 (aw->csa2) differs in three places: q has no per-head normalisation, the window rows
+ * are FP8 over all dims (the store's format), and the compressed rows come from csa2.c: the
+ * rows its group's index source selected, read from the group's KV source. A DSpark draft
+ * block (b->dspark) attends to its stage's window, which holds the main model's
+ * states up to that position, plus every row of the block (no causal mask inside it); the
+ * block's own rows are not kept. */
 #include <math.h>
 #include <omp.h>
 
@@ -55,11 +62,21 @@ static int gather_keys(const struct dsv4_model *m, const dsv4_attn_w *aw, const 
     const dsv4_fwd_seg *sg = &b->segs[b->seg_of[r]];
     const dsv4_layer_state *ls = dsv4_seg_state(b, sg);
     int t = b->pos[r], K = 0;
+    if (b->dspark) { /* the stage's window of main-model states, then the whole block */
+        int p = b->dspark_pos;
+        for (int j = DSV4_MAX(0, p - W + 1); j <= p; j++, K++) dsv4_rowstore_get(&ls->win, j % W, keys + (size_t)K * D);
+        for (int i = 0; i < sg->n; i++, K++)
+            memcpy(keys + (size_t)K * D, kv + (size_t)(sg->row0 + i) * D, (size_t)D * sizeof(float));
+        return K;
+    }
     for (int j = DSV4_MAX(0, t - W + 1); j <= t; j++, K++) {
         if (j >= sg->pos0) memcpy(keys + (size_t)K * D, kv + (size_t)(sg->row0 + j - sg->pos0) * D, (size_t)D * sizeof(float));
         else dsv4_rowstore_get(&ls->win, j % W, keys + (size_t)K * D);
     }
-    if (aw->ratio) {
+    if (aw->ratio && aw->csa2) { /* the group's shared compressed KV, as its index source selected */
+        const dsv4_rowstore *rows = &sg->s->layers[aw->kv_src].comp.rows;
+        for (int i = 0; i < n_sel; i++, K++) dsv4_rowstore_get(rows, sel[i], keys + (size_t)K * D);
+    } else if (aw->ratio) {
         if (aw->has_indexer) {
             for (int i = 0; i < n_sel; i++, K++) dsv4_rowstore_get(&ls->comp.rows, sel[i], keys + (size_t)K * D);
         } else {
@@ -94,7 +111,7 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
     for (int r = 0; r < N; r++) {
         for (int h = 0; h < H; h++) {
             float *qh = q + ((size_t)r * H + h) * D;
-            dsv4_rmsnorm(qh, NULL, D, eps, qh);
+            if (!aw->csa2) dsv4_rmsnorm(qh, NULL, D, eps, qh);
             dsv4_rope_apply(aw->rope, qh + D - rd, b->pos[r], false);
         }
     }
@@ -112,7 +129,17 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
     /* compressed rows: the indexer (CSA) chooses, then the main compressor adds this step's rows */
     int topk = aw->has_indexer ? aw->indexer.topk : 0;
     int *sel = NULL, *n_sel = NULL;
-    if (aw->has_indexer) {
+    bool own_sel = true; /* V4.1's selections belong to the step (b->csa2) */
+    if (aw->csa2) {
+        if (aw->ratio) {
+            dsv4_status rc = dsv4_csa2_forward(m, aw, b, u, q_lat, ws);
+            if (rc) return rc;
+            topk = b->csa2->topk;
+            sel = b->csa2->sel;
+            n_sel = b->csa2->n_sel;
+        }
+        own_sel = false;
+    } else if (aw->has_indexer) {
         sel = malloc((size_t)N * topk * sizeof(int));
         n_sel = malloc((size_t)N * sizeof(int));
         if (!sel || !n_sel) {
@@ -127,13 +154,15 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
             return rc;
         }
     }
-    if (aw->ratio) {
+    if (aw->ratio && !aw->csa2) {
         int width = (aw->comp.overlap ? 2 : 1) * aw->comp.dc;
         float *a = dsv4_ws_alloc(ws, (size_t)N * width), *z = dsv4_ws_alloc(ws, (size_t)N * width);
         float *tmp = dsv4_ws_alloc(ws, (size_t)width);
         if (!a || !z || !tmp) {
-            free(sel);
-            free(n_sel);
+            if (own_sel) {
+                free(sel);
+                free(n_sel);
+            }
             return DSV4_ENOMEM;
         }
         dsv4_matmul(&aw->comp.wkv, u, N, a);
@@ -142,8 +171,8 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
     }
 
     /* attention, row by row (rows in parallel for prefill; heads in parallel for one row) */
-    int max_keys = W + topk;
-    if (aw->ratio && !aw->has_indexer) {
+    int max_keys = W + topk + (b->dspark ? N : 0);
+    if (aw->ratio && !aw->has_indexer && !aw->csa2) {
         int most = 0;
         for (int g = 0; g < b->n_segs; g++) most = DSV4_MAX(most, dsv4_seg_state(b, &b->segs[g])->comp.n_rows);
         max_keys = W + most;
@@ -154,8 +183,10 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
     int n_bufs = rows_parallel ? nth : 1;
     float *keybuf = malloc((size_t)n_bufs * (size_t)max_keys * D * sizeof(float) + 1);
     if (!keybuf) {
-        free(sel);
-        free(n_sel);
+        if (own_sel) {
+            free(sel);
+            free(n_sel);
+        }
         return dsv4_error(DSV4_ENOMEM, "out of memory gathering %d attention keys", max_keys);
     }
     if (rows_parallel) {
@@ -172,11 +203,13 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
             dsv4_attend(q + (size_t)h * D, keybuf, K, 1, D, scale, aw->sink + h, o + (size_t)h * D);
     }
     free(keybuf);
-    free(sel);
-    free(n_sel);
+    if (own_sel) {
+        free(sel);
+        free(n_sel);
+    }
 
-    /* the ring keeps the last W positions of each sequence */
-    for (int g = 0; g < b->n_segs; g++) {
+    /* the ring keeps the last W positions of each sequence (a draft block's rows are not kept) */
+    for (int g = 0; g < b->n_segs && !b->dspark; g++) {
         const dsv4_fwd_seg *sg = &b->segs[g];
         dsv4_layer_state *ls = dsv4_seg_state(b, sg);
         for (int t = DSV4_MAX(0, sg->n - W); t < sg->n; t++)

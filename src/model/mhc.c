@@ -107,3 +107,26 @@ void dsv4_hc_head(const dsv4_hc_w *w, const float *X, int n, int hc, int d, floa
         }
     }
 }
+
+void dsv4_hc_coeffs(const dsv4_hc_w *w, const float *X, int n, int hc, int d, float norm_eps, int iters, float hc_eps,
+                    float *pre, float *post, float *comb, float *mixes) {
+    int mix = (2 + hc) * hc;
+    hc_mixes(w, X, n, hc, d, norm_eps, mixes);
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int t = 0; t < n; t++)
+        dsv4_hc_split_sinkhorn(mixes + (size_t)t * mix, w->scale, w->base, hc, iters, hc_eps, pre + (size_t)t * hc,
+                               post + (size_t)t * hc, comb + (size_t)t * hc * hc);
+}
+
+void dsv4_hc_collapse(const float *X, const float *pre, int n, int hc, int d, float *a) {
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int t = 0; t < n; t++) {
+        const float *x = X + (size_t)t * hc * d, *p = pre + (size_t)t * hc;
+        float *y = a + (size_t)t * d;
+        for (int i = 0; i < d; i++) {
+            float s = 0.0f;
+            for (int j = 0; j < hc; j++) s += p[j] * x[(size_t)j * d + i];
+            y[i] = s;
+        }
+    }
+}

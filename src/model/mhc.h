@@ -5,7 +5,12 @@
  * sublayer input), a post-weight per stream (to spread the output back) and an hc x hc mixing
  * matrix projected toward the doubly-stochastic manifold by Sinkhorn-Knopp. hc_post writes
  * stream k = post_k * output + sum_j comb[j][k] * old stream j. hc_head collapses the streams
- * once at the end (and in the MTP block) with pre-weights only. */
+ * once at the end (and in the MTP block) with pre-weights only.
+ *
+ * V4.1's single-pass form splits hc_pre in two: a site computes its coefficients from the
+ * streams entering it (dsv4_hc_coeffs) but collapses them with the pre-weights the previous
+ * site computed (dsv4_hc_collapse); the first site uses stream 0, and the model's output is
+ * the collapse with the last site's pre-weights (there is no hc_head). */
 #ifndef DSV4_MHC_H
 #define DSV4_MHC_H
 
@@ -21,6 +26,12 @@ void dsv4_hc_split_sinkhorn(const float *mixes, const float *scale, const float 
  * `mixes` is scratch of n * (2+hc)*hc floats. */
 void dsv4_hc_pre(const dsv4_hc_w *w, const float *X, int n, int hc, int d, float norm_eps, int iters,
                  float hc_eps, float *a, float *post, float *comb, float *mixes);
+
+/* pre[n, hc], post[n, hc], comb[n, hc, hc] of n tokens of streams X[n, hc, d]. */
+void dsv4_hc_coeffs(const dsv4_hc_w *w, const float *X, int n, int hc, int d, float norm_eps, int iters, float hc_eps,
+                    float *pre, float *post, float *comb, float *mixes);
+/* a[n, d] = sum_j pre[t, j] X[t, j]. */
+void dsv4_hc_collapse(const float *X, const float *pre, int n, int hc, int d, float *a);
 
 /* Y[n, hc, d] = post_k v + sum_j comb[j][k] R_j (Y must not alias R). */
 void dsv4_hc_post(const float *v, const float *R, const float *post, const float *comb, int n, int hc, int d,

@@ -7,7 +7,9 @@
  *
  * The MTP block takes the final streams X of position t and the embedding of the token at
  * t+1, runs one more block (with its own window state) and its own head collapse, and shares
- * the embedding and output head. */
+ * the embedding and output head.
+ *
+ * DeepSeek-V4.1 models take their own path through the same entry points (model_v41.c). */
 #include <math.h>
 #include <stdio.h>
 
@@ -82,6 +84,12 @@ dsv4_status dsv4_model_open(const char *dir, const dsv4_open_opts *opts, dsv4_mo
     if (!rc) rc = dsv4_st_open_dir(dir, &m->st);
     if (!rc && opts->progress) opts->progress(opts->progress_user, "binding weights", 0.5);
     if (!rc) rc = dsv4_weights_bind(m);
+    m->index_keys_intended = opts->index_keys_intended != 0;
+    m->first_topk_tie = INT32_MAX;
+    if (!rc && m->engram) {
+        if (opts->progress) opts->progress(opts->progress_user, opts->engram_ram ? "Engram tables to RAM" : "Engram", 0.8);
+        rc = dsv4_engram_init(m, opts->engram_ram ? DSV4_ENGRAM_RAM : DSV4_ENGRAM_MAPPED, opts->engram_sync != 0);
+    }
     if (!rc && opts->progress) opts->progress(opts->progress_user, "ready", 1.0);
     if (rc) {
         dsv4_model_close(m);
@@ -93,6 +101,7 @@ dsv4_status dsv4_model_open(const char *dir, const dsv4_open_opts *opts, dsv4_mo
 
 void dsv4_model_close(dsv4_model *m) {
     if (!m) return;
+    dsv4_engram_free(m->engram);
     dsv4_weights_free(m);
     dsv4_st_close(m->st);
     dsv4_ws_free(&m->ws);
@@ -151,7 +160,7 @@ static dsv4_status head_forward(dsv4_model *m, const dsv4_hc_w *hc_head, const f
 static void embed_row(const dsv4_model *m, int32_t id, float *out) { dsv4_linear_dequant_row(&m->embed, id, out); }
 
 /* Lay out the batch's rows and check every item. */
-static dsv4_status batch_build(dsv4_model *m, dsv4_batch_item *items, int n_items, dsv4_fwd_batch *b, int state_of_mtp) {
+dsv4_status dsv4_fwd_batch_build(dsv4_model *m, dsv4_batch_item *items, int n_items, dsv4_fwd_batch *b, int state_of_mtp) {
     const struct dsv4_config *c = &m->cfg;
     int N = 0;
     for (int i = 0; i < n_items; i++) {
@@ -193,7 +202,7 @@ static dsv4_status batch_build(dsv4_model *m, dsv4_batch_item *items, int n_item
     return DSV4_OK;
 }
 
-static void batch_free(dsv4_fwd_batch *b) {
+void dsv4_fwd_batch_free(dsv4_fwd_batch *b) {
     free(b->segs);
     free(b->pos);
     free(b->ids);
@@ -248,8 +257,13 @@ dsv4_status dsv4_forward_batch(dsv4_model *m, dsv4_batch_item *items, int n_item
     const struct dsv4_config *c = &m->cfg;
     dsv4_fwd_batch b = {0};
     pthread_mutex_lock(&m->lock);
+    if (c->family == DSV4_ARCH_V41) {
+        dsv4_status rc = dsv4_forward_batch_v41(m, items, n_items);
+        pthread_mutex_unlock(&m->lock);
+        return rc;
+    }
     dsv4_ws_reset(&m->ws);
-    dsv4_status rc = batch_build(m, items, n_items, &b, 0);
+    dsv4_status rc = dsv4_fwd_batch_build(m, items, n_items, &b, 0);
     int N = b.n_rows, hc = c->hc_mult, d = c->dim;
     float *X = NULL;
     if (!rc && N > 0) {
@@ -273,7 +287,7 @@ dsv4_status dsv4_forward_batch(dsv4_model *m, dsv4_batch_item *items, int n_item
         if (!rc)
             for (int i = 0; i < n_items; i++) items[i].session->pos += items[i].n;
     }
-    batch_free(&b);
+    dsv4_fwd_batch_free(&b);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }
@@ -293,7 +307,7 @@ dsv4_status dsv4_mtp_forward(dsv4_session *s, const float *hidden, const int32_t
     dsv4_fwd_batch b = {0};
     pthread_mutex_lock(&m->lock);
     dsv4_ws_reset(&m->ws);
-    dsv4_status rc = batch_build(m, &it, 1, &b, 1);
+    dsv4_status rc = dsv4_fwd_batch_build(m, &it, 1, &b, 1);
     float *X = NULL, *e = NULL, *ep = NULL, *hx = NULL, *xq = NULL;
     if (!rc && n > 0) {
         X = dsv4_ws_alloc(&m->ws, (size_t)n * hc * d);
@@ -325,7 +339,7 @@ dsv4_status dsv4_mtp_forward(dsv4_session *s, const float *hidden, const int32_t
         if (!rc) rc = emit_logits(m, &t->hc_head, t->norm, &it, 1, &b, X);
         if (!rc) s->mtp_pos += n;
     }
-    batch_free(&b);
+    dsv4_fwd_batch_free(&b);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }

@@ -1,10 +1,12 @@
-/* model.h: the weights of a DeepSeek-V4 model as plain structs, and the model object.
+/* model.h: the weights of a DeepSeek-V4 / V4.1 model as plain structs, and the model object.
  *
  * Each part of the architecture owns a weights struct (mhc, attention with its compressor and
  * indexer, MoE with its experts, the MTP block). Matrices are dsv4_linear views into the
  * memory-mapped checkpoint; small vectors (norm weights, mHC parameters, biases, sinks) are
  * converted to owned fp32 arrays at load, so the math never cares how they were stored.
- * weights.c binds names to these structs and checks every dtype and shape. */
+ * weights.c binds names to these structs and checks every dtype and shape. V4.1 reuses the
+ * same structs (its compressor has no ape and no overlap; its indexer owns key projections
+ * instead of a compressor) and adds the Engram tables and the DSpark draft head. */
 #ifndef DSV4_MODEL_H
 #define DSV4_MODEL_H
 
@@ -16,6 +18,7 @@
 #include "kernels/linear.h"
 #include "kernels/ops.h"
 #include "model/config.h"
+#include "model/engram.h"
 
 /* mHC parameters of one site (attn, ffn) or of a head collapse. */
 typedef struct dsv4_hc_w {
@@ -40,7 +43,9 @@ typedef struct dsv4_indexer_w {
     int n_heads, head_dim, topk;
     dsv4_linear wq_b;         /* [n_heads*head_dim, q_lora_rank] */
     dsv4_linear weights_proj; /* [n_heads, dim] */
-    dsv4_compressor_w comp;
+    dsv4_compressor_w comp;   /* V4: the keys' own compressor */
+    dsv4_linear wk;           /* V4.1 key owners: [head_dim, kv head_dim], keys from the KV latent */
+    float *k_norm;            /* V4.1 key owners: [head_dim] */
 } dsv4_indexer_w;
 
 typedef struct dsv4_attn_w {
@@ -52,6 +57,11 @@ typedef struct dsv4_attn_w {
     bool has_indexer;         /* ratio == 4 */
     dsv4_indexer_w indexer;
     const dsv4_rope *rope;    /* plain (ratio 0) or YaRN (compressed layers) */
+    /* V4.1 (CSA2): the layer's role in its group. A KV source compresses and owns index
+     * keys; an index source scores (its own wq_b / weights_proj); the rest reuse. */
+    bool csa2;                /* V4.1 attention (no per-head q norm, FP8 window over all dims) */
+    bool kv_source, index_source, candidate_source, uses_candidates;
+    int kv_src, index_src;    /* layers whose compressed KV / selections this layer reads */
 } dsv4_attn_w;
 
 typedef struct dsv4_expert_w {
@@ -59,8 +69,11 @@ typedef struct dsv4_expert_w {
 } dsv4_expert_w;
 
 typedef struct dsv4_moe_w {
+    int n_experts, top_k; /* routed experts and how many a token uses (DSpark has its own) */
+    float gate_temp;    /* router logits are divided by it (V4.1) */
     dsv4_linear gate;   /* router [n_experts, dim], fp32 math */
     float *bias;        /* [n_experts] selection-only bias (score-routed layers) */
+    float *bias_vl;     /* V4.1: the bias of image tokens (bound when present, unused by text) */
     int32_t *tid2eid;   /* [vocab, top_k] (hash-routed layers) */
     bool hash;
     dsv4_expert_w *experts;
@@ -73,6 +86,7 @@ typedef struct dsv4_layer_w {
     float *attn_norm, *ffn_norm;
     dsv4_attn_w attn;
     dsv4_moe_w moe;
+    int engram;         /* V4.1: index into the model's Engram layers, -1 without */
 } dsv4_layer_w;
 
 typedef struct dsv4_mtp_w {
@@ -81,6 +95,18 @@ typedef struct dsv4_mtp_w {
     float *enorm, *hnorm, *norm;
     dsv4_hc_w hc_head;
 } dsv4_mtp_w;
+
+/* V4.1's DSpark draft head: n_mtp_layers stages (blocks whose attention reads the main
+ * model's hidden states through a window), then the shared head with a Markov refinement. */
+typedef struct dsv4_dspark_w {
+    int n_stages, block_size, noise_id, n_targets, rank;
+    dsv4_layer_w *stages;
+    dsv4_linear main_proj;      /* [dim, n_targets*dim] */
+    float *main_norm, *norm;    /* [dim] */
+    dsv4_linear markov_embed;   /* [vocab, rank] rows looked up */
+    dsv4_linear markov_head;    /* [vocab, rank], fp32 */
+    dsv4_linear confidence;     /* [1, dim + rank], fp32 */
+} dsv4_dspark_w;
 
 /* Grow-only scratch memory for one forward step: blocks are never moved, so pointers stay
  * valid until dsv4_ws_reset. */
@@ -117,6 +143,10 @@ struct dsv4_model {
     dsv4_hc_w hc_head;
     dsv4_layer_w *layers;
     dsv4_mtp_w *mtp;   /* NULL without an MTP block */
+    /* V4.1 */
+    dsv4_dspark_w *dspark;       /* NULL without DSpark */
+    dsv4_engram *engram;         /* NULL without Engram layers */
+    bool index_keys_intended;    /* CSA2: own group keys on every step (not the reference's stale slot) */
     dsv4_rope rope_plain, rope_yarn;
     /* owned fp32 copies of small tensors, freed at close */
     void **owned;
@@ -125,6 +155,10 @@ struct dsv4_model {
     pthread_mutex_t lock;
     dsv4_workspace ws;
     dsv4_perf *perf;   /* NULL unless a benchmark is counting */
+    /* Diagnostics a test reads: the first position whose indexer top-k boundary was a near-tie
+     * (the k-th kept and the best dropped score within 1e-6 relative), where any last-bit
+     * difference from another implementation may select another row. INT32_MAX: none yet. */
+    int first_topk_tie;
 };
 
 /* weights.c */

@@ -9,7 +9,11 @@
  * Expert (routed and shared): SwiGLU with the V4 clamp, h = silu(min(g, L)) * clamp(p, -L, L)
  * for g = w1 u, p = w3 u, L = swiglu_limit; a routed expert's h is scaled by its routing weight
  * before w2, as the official code does. Output: routed experts summed in ascending expert
- * order (the official loop order), then the shared expert. */
+ * order (the official loop order), then the shared expert.
+ *
+ * V4.1: the router logits are divided by the temperature gate_temp before scoring, DSpark
+ * stages route over their own expert count and top-k (dsv4_moe_w.n_experts/top_k), and the
+ * FP8 rounding of expert inputs uses the weights' activation block (32; V4: 128). */
 #include <math.h>
 
 #include "base/base.h"
@@ -18,7 +22,8 @@
 
 void dsv4_moe_route(const struct dsv4_config *c, const dsv4_moe_w *w, const float *logits, int32_t token, int *idx,
                     float *weight) {
-    int E = c->n_routed_experts, K = c->n_activated_experts;
+    /* DSpark layers carry their own expert counts; 0 means the config's */
+    int E = w->n_experts ? w->n_experts : c->n_routed_experts, K = w->top_k ? w->top_k : c->n_activated_experts;
     float scores[1024], biased[1024];
     float *s = E <= 1024 ? scores : malloc((size_t)E * sizeof(float));
     float *sb = E <= 1024 ? biased : malloc((size_t)E * sizeof(float));
@@ -30,6 +35,10 @@ void dsv4_moe_route(const struct dsv4_config *c, const dsv4_moe_w *w, const floa
         if (s != scores) free(s);
         if (sb != biased) free(sb);
         return;
+    }
+    if (w->gate_temp > 0.0f && w->gate_temp != 1.0f) { /* V4.1's router temperature */
+        for (int e = 0; e < E; e++) sb[e] = logits[e] / w->gate_temp; /* sb is free until selection */
+        logits = sb;
     }
     if (c->score_func == DSV4_SCORE_SOFTMAX) {
         float mx = -INFINITY, sum = 0.0f;
@@ -62,10 +71,13 @@ static bool quantises(const struct dsv4_model *m, const dsv4_linear *L) {
     return m->numerics == DSV4_NUMERICS_DEFAULT && L->act_quant && (L->fmt == DSV4_W_FP8 || L->fmt == DSV4_W_FP4);
 }
 
-/* x[n, cols] <- its FP8 rounding in blocks of 128 (rows in parallel when there are many). */
-static void fp8_rows(float *x, int n, int cols) {
+/* The rounding block of L's input: 128 in V4, 32 in V4.1 (act_block 0 reads as 128). */
+static int act_block(const dsv4_linear *L) { return L->act_block ? L->act_block : 128; }
+
+/* x[n, cols] <- its FP8 rounding in blocks of `block` (rows in parallel when there are many). */
+static void fp8_rows(float *x, int n, int cols, int block) {
 #pragma omp parallel for schedule(static) if (n > 8)
-    for (int r = 0; r < n; r++) dsv4_fp8_fake_quant(x + (size_t)r * cols, cols, 128);
+    for (int r = 0; r < n; r++) dsv4_fp8_fake_quant(x + (size_t)r * cols, cols, block);
 }
 
 /* h = route_w * silu(min(g, L)) * clamp(p, -L, L) over n rows of `inter` (route_w NULL: 1). */
@@ -96,13 +108,13 @@ void dsv4_expert_forward(const struct dsv4_model *m, const dsv4_expert_w *e, con
     const float *in = x;
     if (quantises(m, &e->w1)) { /* w1 and w3 read the same rounded input */
         memcpy(xq, x, (size_t)n * dim * sizeof(float));
-        fp8_rows(xq, n, dim);
+        fp8_rows(xq, n, dim, act_block(&e->w1));
         in = xq;
     }
     dsv4_matmul(&e->w1, in, n, g);
     dsv4_matmul(&e->w3, in, n, p);
     swiglu(g, p, n, inter, c->swiglu_limit, route_w);
-    if (quantises(m, &e->w2)) fp8_rows(g, n, inter);
+    if (quantises(m, &e->w2)) fp8_rows(g, n, inter, act_block(&e->w2));
     dsv4_matmul(&e->w2, g, n, y);
 }
 
@@ -114,7 +126,9 @@ enum { GROUP_ROWS = 4096 };
 dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, const dsv4_fwd_batch *b, const float *u,
                              float *out, dsv4_workspace *ws) {
     const struct dsv4_config *c = &m->cfg;
-    int N = b->n_rows, E = c->n_routed_experts, K = c->n_activated_experts, dim = c->dim, inter = c->moe_inter_dim;
+    /* DSpark stages carry their own expert counts (V4.1); 0 means the config's */
+    int N = b->n_rows, dim = c->dim, inter = c->moe_inter_dim;
+    int E = w->n_experts ? w->n_experts : c->n_routed_experts, K = w->top_k ? w->top_k : c->n_activated_experts;
     /* rows of one group (a single expert may exceed GROUP_ROWS, but holds at most N rows),
      * plus the shared expert's */
     int cap = DSV4_MIN(N * K, DSV4_MAX((int)GROUP_ROWS, N)) + N;
@@ -147,14 +161,23 @@ dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, co
         }
     double t_start = m->perf ? dsv4_now() : 0, c_start = m->perf ? dsv4_cpu_now() : 0;
 
-    /* the inputs: rounded to FP8 once for every expert that rounds them */
+    /* the inputs: rounded to FP8 once for every expert that rounds them (the shared expert
+     * gets its own copy only if its rounding block differed from the routed experts') */
     const dsv4_expert_w *any = &w->experts[0];
     bool q_routed = quantises(m, &any->w1), q_shared = quantises(m, &w->shared.w1);
+    int blk_routed = act_block(&any->w1), blk_shared = act_block(&w->shared.w1);
     if (q_routed || q_shared) {
         memcpy(uq, u, (size_t)N * dim * sizeof(float));
-        fp8_rows(uq, N, dim);
+        fp8_rows(uq, N, dim, q_routed ? blk_routed : blk_shared);
     }
     const float *in_routed = q_routed ? uq : u, *in_shared = q_shared ? uq : u;
+    if (q_routed && q_shared && blk_routed != blk_shared) {
+        float *us = dsv4_ws_alloc(ws, (size_t)N * dim);
+        if (!us) return DSV4_ENOMEM;
+        memcpy(us, u, (size_t)N * dim * sizeof(float));
+        fp8_rows(us, N, dim, blk_shared);
+        in_shared = us;
+    }
     float *ys = dsv4_ws_alloc(ws, (size_t)N * dim);
     if (!ys) return DSV4_ENOMEM;
     memset(out, 0, (size_t)N * dim * sizeof(float));
@@ -198,10 +221,10 @@ dsv4_status dsv4_moe_forward(const struct dsv4_model *m, const dsv4_moe_w *w, co
 
         /* h = routing weight * SwiGLU, rounded for w2; then every w2 in one step */
         swiglu(g, p, n_rows, inter, c->swiglu_limit, rw);
-        if (q_routed) fp8_rows(g, n_rows, inter);
+        if (q_routed) fp8_rows(g, n_rows, inter, act_block(&any->w2));
         if (with_shared) {
             swiglu(gs, ps, N, inter, c->swiglu_limit, NULL);
-            if (quantises(m, &w->shared.w2)) fp8_rows(gs, N, inter);
+            if (quantises(m, &w->shared.w2)) fp8_rows(gs, N, inter, act_block(&w->shared.w2));
         }
         nj = 0;
         for (int e = e0; e < e1; e++) {

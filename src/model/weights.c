@@ -5,7 +5,14 @@
  * Matrices may be stored F32 or BF16 (training checkpoints, the exact-math copies) or in the
  * release formats: FP8 e4m3 with e8m0 (or F32) block scales, routed experts as packed FP4 with
  * one scale per 32 inputs. When all tensors are bound, any tensor left over is reported: a
- * checkpoint that does not match its config must not load half-right. */
+ * checkpoint that does not match its config must not load half-right.
+ *
+ * V4.1 (bind_block_v41 and below) binds by the layer's CSA2 role: every layer has the
+ * attention projections; KV sources add the compressor (bf16 wkv, and wgate at ratio > 1, no
+ * ape) and the index-key projection (wk, k_norm); index sources add the indexer query
+ * (wq_b, weights_proj); Engram layers add the table (FP8 rows + e8m0 scales), its FP8 wkv
+ * and the gate weights; the DSpark stages are blocks with their own expert count, plus the
+ * draft head's projections. There is no hc_head and there are no hash-routed layers. */
 #include <stdio.h>
 
 #include "base/base.h"
@@ -130,6 +137,7 @@ static dsv4_status bind_linear(binder *b, const char *prefix, int rows, int cols
     L->act_quant = act_quant;
     L->name = t->name;
     const struct dsv4_config *c = &b->m->cfg;
+    L->act_block = c->act_block;
     int64_t shape[2] = {rows, cols};
     switch (t->dtype) {
     case DSV4_DT_F32: L->fmt = DSV4_W_F32; break;
@@ -296,7 +304,11 @@ static dsv4_status bind_block(binder *b, const char *prefix, int id, dsv4_layer_
     /* MoE */
     dsv4_moe_w *e = &L->moe;
     int E = c->n_routed_experts, K = c->n_activated_experts;
+    e->n_experts = E;
+    e->top_k = K;
+    e->gate_temp = 1.0f;
     e->hash = id < c->n_hash_layers;
+    L->engram = -1;
     snprintf(n, sizeof n, "%sffn.gate", prefix);
     if ((rc = bind_linear(b, n, E, c->dim, LIN_DENSE, false, &e->gate))) return rc;
     if (e->hash) {
@@ -345,6 +357,227 @@ static dsv4_status bind_block(binder *b, const char *prefix, int id, dsv4_layer_
     return bind_expert(b, n, LIN_DENSE, &e->shared);
 }
 
+/* ---- V4.1 ------------------------------------------------------------------------------------ */
+
+/* The MoE of a V4.1 block: score routing only, the router temperature, and (DSpark stages)
+ * its own expert count. */
+static dsv4_status bind_moe_v41(binder *b, const char *prefix, int E, int K, dsv4_moe_w *e) {
+    struct dsv4_model *m = b->m;
+    const struct dsv4_config *c = &m->cfg;
+    char n[256];
+    dsv4_status rc;
+    e->n_experts = E;
+    e->top_k = K;
+    e->gate_temp = c->gate_temp;
+    snprintf(n, sizeof n, "%sffn.gate", prefix);
+    if ((rc = bind_linear(b, n, E, c->dim, LIN_DENSE, false, &e->gate))) return rc;
+    snprintf(n, sizeof n, "%sffn.gate.bias", prefix);
+    if ((rc = load_vec(b, n, E, &e->bias))) return rc;
+    snprintf(n, sizeof n, "%sffn.gate.bias_vl", prefix);
+    if (dsv4_st_find(m->st, n) && (rc = load_vec(b, n, E, &e->bias_vl))) return rc;
+    e->experts = own(m, dsv4_calloc((size_t)E, sizeof *e->experts, "experts"));
+    if (!e->experts) return DSV4_ENOMEM;
+    for (int x = 0; x < E; x++) {
+        snprintf(n, sizeof n, "%sffn.experts.%d", prefix, x);
+        if ((rc = bind_expert(b, n, LIN_EXPERT, &e->experts[x]))) return rc;
+    }
+    snprintf(n, sizeof n, "%sffn.shared_experts", prefix);
+    return bind_expert(b, n, LIN_DENSE, &e->shared);
+}
+
+/* The CSA2 parts of a backbone layer's attention, by role. */
+static dsv4_status bind_csa2(binder *b, const char *prefix, int id, dsv4_attn_w *a) {
+    const struct dsv4_config *c = &b->m->cfg;
+    char n[256];
+    dsv4_status rc;
+    a->kv_source = dsv4_config_is_kv_source(c, id);
+    a->index_source = dsv4_config_is_index_source(c, id);
+    a->kv_src = dsv4_config_kv_source_of(c, id);
+    a->index_src = dsv4_config_index_source_of(c, id);
+    a->candidate_source = c->candidate_source_layer == id;
+    a->uses_candidates = a->index_source && c->candidate_source_layer >= 0 && c->candidate_source_layer < id;
+    if (a->kv_source) {
+        dsv4_compressor_w *cw = &a->comp;
+        cw->ratio = a->ratio;
+        cw->dc = c->head_dim;
+        snprintf(n, sizeof n, "%sattn.compressor.wkv", prefix);
+        if ((rc = bind_linear(b, n, c->head_dim, c->dim, LIN_DENSE, false, &cw->wkv))) return rc;
+        if (a->ratio > 1) {
+            snprintf(n, sizeof n, "%sattn.compressor.wgate", prefix);
+            if ((rc = bind_linear(b, n, c->head_dim, c->dim, LIN_DENSE, false, &cw->wgate))) return rc;
+        }
+        snprintf(n, sizeof n, "%sattn.compressor.norm.weight", prefix);
+        if ((rc = load_vec(b, n, c->head_dim, &cw->norm))) return rc;
+        snprintf(n, sizeof n, "%sattn.indexer.wk", prefix);
+        if ((rc = bind_linear(b, n, c->index_head_dim, c->head_dim, LIN_DENSE, false, &a->indexer.wk))) return rc;
+        snprintf(n, sizeof n, "%sattn.indexer.k_norm.weight", prefix);
+        if ((rc = load_vec(b, n, c->index_head_dim, &a->indexer.k_norm))) return rc;
+    }
+    if (a->index_source) {
+        dsv4_indexer_w *ix = &a->indexer;
+        a->has_indexer = true;
+        ix->n_heads = c->index_n_heads;
+        ix->head_dim = c->index_head_dim;
+        ix->topk = c->index_topk;
+        snprintf(n, sizeof n, "%sattn.indexer.wq_b", prefix);
+        if ((rc = bind_linear(b, n, ix->n_heads * ix->head_dim, c->q_lora_rank, LIN_DENSE, true, &ix->wq_b))) return rc;
+        snprintf(n, sizeof n, "%sattn.indexer.weights_proj", prefix);
+        if ((rc = bind_linear(b, n, ix->n_heads, c->dim, LIN_DENSE, false, &ix->weights_proj))) return rc;
+    }
+    return DSV4_OK;
+}
+
+/* One V4.1 block: layers.L. or a DSpark stage mtp.S. (id = n_layers + S). */
+static dsv4_status bind_block_v41(binder *b, const char *prefix, int id, dsv4_layer_w *L) {
+    struct dsv4_model *m = b->m;
+    const struct dsv4_config *c = &m->cfg;
+    char n[256];
+    dsv4_status rc;
+    int mix = (2 + c->hc_mult) * c->hc_mult, H = c->n_heads, D = c->head_dim;
+    bool stage = id >= c->n_layers;
+    L->id = id;
+    L->engram = stage ? -1 : dsv4_config_engram_index(c, id);
+    if ((rc = bind_hc(b, prefix, "hc_attn", mix, 3, &L->hc_attn)) || (rc = bind_hc(b, prefix, "hc_ffn", mix, 3, &L->hc_ffn)))
+        return rc;
+    snprintf(n, sizeof n, "%sattn_norm.weight", prefix);
+    if ((rc = load_vec(b, n, c->dim, &L->attn_norm))) return rc;
+    snprintf(n, sizeof n, "%sffn_norm.weight", prefix);
+    if ((rc = load_vec(b, n, c->dim, &L->ffn_norm))) return rc;
+
+    dsv4_attn_w *a = &L->attn;
+    a->csa2 = true;
+    a->ratio = c->compress_ratios[id];
+    a->rope = a->ratio ? &m->rope_yarn : &m->rope_plain;
+    a->kv_src = a->index_src = -1;
+    snprintf(n, sizeof n, "%sattn.attn_sink", prefix);
+    if ((rc = load_vec(b, n, H, &a->sink))) return rc;
+    snprintf(n, sizeof n, "%sattn.wq_a", prefix);
+    if ((rc = bind_linear(b, n, c->q_lora_rank, c->dim, LIN_DENSE, true, &a->wq_a))) return rc;
+    snprintf(n, sizeof n, "%sattn.q_norm.weight", prefix);
+    if ((rc = load_vec(b, n, c->q_lora_rank, &a->q_norm))) return rc;
+    snprintf(n, sizeof n, "%sattn.wq_b", prefix);
+    if ((rc = bind_linear(b, n, H * D, c->q_lora_rank, LIN_DENSE, true, &a->wq_b))) return rc;
+    snprintf(n, sizeof n, "%sattn.wkv", prefix);
+    if ((rc = bind_linear(b, n, D, c->dim, LIN_DENSE, true, &a->wkv))) return rc;
+    snprintf(n, sizeof n, "%sattn.kv_norm.weight", prefix);
+    if ((rc = load_vec(b, n, D, &a->kv_norm))) return rc;
+    snprintf(n, sizeof n, "%sattn.wo_a", prefix);
+    if ((rc = bind_linear(b, n, c->o_groups * c->o_lora_rank, H * D / c->o_groups, LIN_DENSE, false, &a->wo_a))) return rc;
+    snprintf(n, sizeof n, "%sattn.wo_b", prefix);
+    if ((rc = bind_linear(b, n, c->dim, c->o_groups * c->o_lora_rank, LIN_DENSE, true, &a->wo_b))) return rc;
+    if (!stage && a->ratio && (rc = bind_csa2(b, prefix, id, a))) return rc;
+
+    if (stage) return bind_moe_v41(b, prefix, c->dspark_n_routed_experts, c->dspark_n_activated_experts, &L->moe);
+    return bind_moe_v41(b, prefix, c->n_routed_experts, c->n_activated_experts, &L->moe);
+}
+
+/* An Engram layer: the table (rows of e4m3 codes and e8m0 scales per 32 dims), the fused
+ * key/value projection and the per-stream gate weights (used only as their product). */
+static dsv4_status bind_engram(binder *b, int index, dsv4_engram_w *ew) {
+    struct dsv4_model *m = b->m;
+    const struct dsv4_config *c = &m->cfg;
+    char n[256];
+    dsv4_status rc;
+    int layer = c->engram_layer_ids[index], hd = c->engram_head_dim, hc = c->hc_mult, d = c->dim;
+    int n_cols = (c->engram_max_ngram - 1) * c->engram_n_heads;
+    int64_t rows = c->engram_num_embeddings[index];
+    ew->layer = layer;
+    ew->index = index;
+    ew->rows = rows;
+    const dsv4_tensor *t;
+    snprintf(n, sizeof n, "layers.%d.engram.embed.weight", layer);
+    if ((rc = find(b, n, &t))) return rc;
+    int64_t shape[2] = {rows, hd};
+    if ((rc = expect_shape(b, t, 2, shape))) return rc;
+    if (t->dtype != DSV4_DT_F8_E4M3)
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s has dtype %s, expected F8_E4M3", tensor_file(b, t), n,
+                          dsv4_dtype_name(t->dtype));
+    ew->t_codes = t;
+    ew->codes = t->data;
+    snprintf(n, sizeof n, "layers.%d.engram.embed.scale", layer);
+    if ((rc = find(b, n, &t))) return rc;
+    int64_t sshape[2] = {rows, hd / 32};
+    if ((rc = expect_shape(b, t, 2, sshape))) return rc;
+    if (t->dtype != DSV4_DT_F8_E8M0 && t->dtype != DSV4_DT_U8)
+        return dsv4_error(DSV4_EFORMAT, "%s: tensor %s has dtype %s, expected F8_E8M0", tensor_file(b, t), n,
+                          dsv4_dtype_name(t->dtype));
+    ew->t_scales = t;
+    ew->scales = t->data;
+    snprintf(n, sizeof n, "layers.%d.engram.wkv", layer);
+    if ((rc = bind_linear(b, n, (hc + 1) * d, n_cols * hd, LIN_DENSE, true, &ew->wkv))) return rc;
+    float *q, *k;
+    int64_t gshape[2] = {hc, d};
+    snprintf(n, sizeof n, "layers.%d.engram.q_weight", layer);
+    if ((rc = load_f32(b, n, 2, gshape, &q))) return rc;
+    snprintf(n, sizeof n, "layers.%d.engram.k_weight", layer);
+    if ((rc = load_f32(b, n, 2, gshape, &k))) return rc;
+    for (int i = 0; i < hc * d; i++) q[i] *= k[i]; /* the official code uses only the product */
+    ew->gate_w = q;
+    return DSV4_OK;
+}
+
+static dsv4_status bind_dspark(binder *b) {
+    struct dsv4_model *m = b->m;
+    const struct dsv4_config *c = &m->cfg;
+    int S = c->n_mtp_layers, d = c->dim;
+    char n[256];
+    dsv4_status rc;
+    dsv4_dspark_w *ds = own(m, dsv4_calloc(1, sizeof *ds, "dspark"));
+    if (!ds) return DSV4_ENOMEM;
+    m->dspark = ds;
+    ds->n_stages = S;
+    ds->block_size = c->dspark_block_size;
+    ds->noise_id = c->dspark_noise_token_id;
+    ds->n_targets = c->n_dspark_targets;
+    ds->rank = c->dspark_markov_rank;
+    ds->stages = own(m, dsv4_calloc((size_t)S, sizeof *ds->stages, "dspark stages"));
+    if (!ds->stages) return DSV4_ENOMEM;
+    for (int s = 0; s < S; s++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "mtp.%d.", s);
+        if ((rc = bind_block_v41(b, prefix, c->n_layers + s, &ds->stages[s]))) return rc;
+    }
+    if ((rc = bind_linear(b, "mtp.0.main_proj", d, ds->n_targets * d, LIN_DENSE, true, &ds->main_proj))) return rc;
+    if ((rc = load_vec(b, "mtp.0.main_norm.weight", d, &ds->main_norm))) return rc;
+    snprintf(n, sizeof n, "mtp.%d.norm.weight", S - 1);
+    if ((rc = load_vec(b, n, d, &ds->norm))) return rc;
+    snprintf(n, sizeof n, "mtp.%d.markov_head.embed", S - 1);
+    if ((rc = bind_linear(b, n, c->vocab_size, ds->rank, LIN_DENSE, false, &ds->markov_embed))) return rc;
+    snprintf(n, sizeof n, "mtp.%d.markov_head.head", S - 1);
+    if ((rc = bind_linear(b, n, c->vocab_size, ds->rank, LIN_DENSE, false, &ds->markov_head))) return rc;
+    snprintf(n, sizeof n, "mtp.%d.confidence_head.proj", S - 1);
+    if ((rc = bind_linear(b, n, 1, d + ds->rank, LIN_DENSE, false, &ds->confidence))) return rc;
+    if (ds->markov_embed.fmt > DSV4_W_BF16 || ds->markov_head.fmt > DSV4_W_BF16 || ds->confidence.fmt > DSV4_W_BF16)
+        return dsv4_error(DSV4_EFORMAT, "%s: the DSpark Markov and confidence heads must be BF16 or F32", m->dir);
+    return DSV4_OK;
+}
+
+/* The V4.1 tensor set: embed, head, norm (no hc_head), the layers, Engram, DSpark. */
+static dsv4_status bind_v41(binder *b) {
+    struct dsv4_model *m = b->m;
+    const struct dsv4_config *c = &m->cfg;
+    dsv4_status rc;
+    m->layers = own(m, dsv4_calloc((size_t)c->n_layers, sizeof *m->layers, "layers"));
+    if (!m->layers) return DSV4_ENOMEM;
+    for (int l = 0; l < c->n_layers; l++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "layers.%d.", l);
+        if ((rc = bind_block_v41(b, prefix, l, &m->layers[l]))) return rc;
+    }
+    if (c->n_engram_layers) {
+        dsv4_engram *e = own(m, dsv4_calloc(1, sizeof *e, "engram"));
+        if (!e) return DSV4_ENOMEM;
+        m->engram = e;
+        e->n_layers = c->n_engram_layers;
+        e->layers = own(m, dsv4_calloc((size_t)e->n_layers, sizeof *e->layers, "engram layers"));
+        if (!e->layers) return DSV4_ENOMEM;
+        for (int i = 0; i < e->n_layers; i++)
+            if ((rc = bind_engram(b, i, &e->layers[i]))) return rc;
+    }
+    if (c->dspark_block_size && (rc = bind_dspark(b))) return rc;
+    return DSV4_OK;
+}
+
 dsv4_status dsv4_weights_bind(struct dsv4_model *m) {
     const struct dsv4_config *c = &m->cfg;
     binder b = {m, NULL};
@@ -365,6 +598,10 @@ dsv4_status dsv4_weights_bind(struct dsv4_model *m) {
     }
     if ((rc = bind_linear(&b, "head", c->vocab_size, c->dim, LIN_DENSE, false, &m->head))) goto out;
     if ((rc = load_vec(&b, "norm.weight", c->dim, &m->norm))) goto out;
+    if (c->family == DSV4_ARCH_V41) {
+        if ((rc = bind_v41(&b))) goto out;
+        goto leftovers;
+    }
     if ((rc = bind_hc(&b, "", "hc_head", c->hc_mult, 1, &m->hc_head))) goto out;
 
     m->layers = own(m, dsv4_calloc((size_t)c->n_layers, sizeof *m->layers, "layers"));
@@ -392,6 +629,7 @@ dsv4_status dsv4_weights_bind(struct dsv4_model *m) {
         if ((rc = load_vec(&b, "mtp.0.norm.weight", c->dim, &t->norm))) goto out;
         if ((rc = bind_hc(&b, "mtp.0.", "hc_head", c->hc_mult, 1, &t->hc_head))) goto out;
     }
+leftovers:
     for (int i = 0; i < dsv4_st_count(m->st); i++) {
         if (!b.used[i]) {
             const dsv4_tensor *t = dsv4_st_at(m->st, i);

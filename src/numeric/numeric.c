@@ -151,3 +151,30 @@ void dsv4_fp4_quant_codes(const float *x, int n, int block, uint8_t *q, uint8_t 
         }
     }
 }
+
+float dsv4_fp4_e4m3_block_scale(const float *x, int n) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    amax = fmaxf(amax, 6.0f * 0x1p-9f); /* keeps an all-zero block's scale nonzero */
+    return dsv4_e4m3_round(amax / 6.0f);
+}
+
+void dsv4_fp4_e4m3s_fake_quant(float *x, int n, int block) {
+    for (int b = 0; b < n; b += block) {
+        int e = DSV4_MIN(n, b + block);
+        float s = dsv4_fp4_e4m3_block_scale(x + b, e - b);
+        for (int i = b; i < e; i++) x[i] = dsv4_e2m1_round(fminf(fmaxf(x[i] / s, -6.0f), 6.0f)) * s;
+    }
+}
+
+void dsv4_fp4_e4m3s_quant_codes(const float *x, int n, int block, uint8_t *q, uint8_t *s) {
+    for (int b = 0; b < n; b += block) {
+        float sc = dsv4_fp4_e4m3_block_scale(x + b, block);
+        s[b / block] = dsv4_f32_to_e4m3(sc);
+        for (int i = b; i < b + block; i += 2) {
+            uint8_t lo = dsv4_f32_to_e2m1(fminf(fmaxf(x[i] / sc, -6.0f), 6.0f));
+            uint8_t hi = dsv4_f32_to_e2m1(fminf(fmaxf(x[i + 1] / sc, -6.0f), 6.0f));
+            q[i / 2] = (uint8_t)(lo | (hi << 4));
+        }
+    }
+}

@@ -63,6 +63,13 @@ void dsv4_fp8_quant_codes(const float *x, int n, int block, uint8_t *q, uint8_t 
 /* Quantise to packed e2m1 (two per byte, low nibble first) + e8m0 scales per block. */
 void dsv4_fp4_quant_codes(const float *x, int n, int block, uint8_t *q, uint8_t *s);
 
+/* V4.1's compressed-KV FP4: one e4m3 scale per block (not a power of two),
+ * s = e4m3(max(amax, 6*2^-9) / 6), values e2m1(clamp(x / s, +-6)) * s. */
+float dsv4_fp4_e4m3_block_scale(const float *x, int n);
+void dsv4_fp4_e4m3s_fake_quant(float *x, int n, int block);
+/* Codes: packed e2m1 (low nibble first) + one e4m3 scale byte per block. */
+void dsv4_fp4_e4m3s_quant_codes(const float *x, int n, int block, uint8_t *q, uint8_t *s);
+
 void dsv4_numeric_init(void); /* fills the tables; called once by the library */
 
 #endif

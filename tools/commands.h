@@ -11,4 +11,5 @@ int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 #endif

@@ -20,6 +20,7 @@ static const struct {
     {"data", cmd_data, "build the training data set (data build), or its text (data text)"},
     {"eval", cmd_eval, "held-out accuracy per task, needle retrieval, tool-call round trip"},
     {"grad", cmd_grad, "loss of a token list and its gradient w.r.t. every weight (.safetensors)"},
+    {"train", cmd_train, "train a model (CONFIG.json) on a data set: checkpoints, train.csv, loss.svg"},
 };
 
 static void usage(FILE *f) {

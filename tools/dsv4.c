@@ -20,6 +20,7 @@ static const struct {
     {"data", cmd_data, "build the training data set (data build), or its text (data text)"},
     {"eval", cmd_eval, "held-out accuracy per task, needle retrieval, tool-call round trip"},
     {"grad", cmd_grad, "loss of a token list and its gradient w.r.t. every weight (.safetensors)"},
+    {"quantize", cmd_quantize, "convert a checkpoint to the release formats (FP8 linears, FP4 experts)"},
     {"train", cmd_train, "train a model (CONFIG.json) on a data set: checkpoints, train.csv, loss.svg"},
 };
 

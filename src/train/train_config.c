@@ -11,11 +11,13 @@
  *     "loss": {"mtp": 0.3, "mtp_in_decay": 0.1, "indexer": 1.0, "balance": 1e-4},
  *     "data": {"batch": 8, "seq": 512, "max_len": 4096,
  *              "mix": {"arith": 3, "table": 2, "needle": 2, "tools": 2, "text": 1, "chat": 1}},
- *     "phases": [{"until": 1000, "seq": 256}, {"mix": {...}}]
+ *     "phases": [{"until": 1000, "seq": 256, "index_topk": 256}, {"mix": {...}}]
  *   }
  * Every key but "model" has the default shown (V4's values for the optimiser and losses);
  * "phases" is a list of curriculum stages, each with the keys of "data" (those it leaves out
- * come from "data") and "until", the step where it ends (the last ends with the run).
+ * come from "data") and "until", the step where it ends (the last ends with the run); a phase
+ * may also set "index_topk", the indexer's top-k while it lasts (large: dense CSA attention,
+ * the indexer's warm-up; the checkpoint keeps the model's own value).
  * Unknown keys are errors, so that a misspelt key does not silently train something else. */
 #include <jansson.h>
 #include <stdio.h>
@@ -87,7 +89,7 @@ static void pair(reader *r, json_t *obj, const char *key, double *a, double *b, 
     *b = y;
 }
 
-static const char *const DATA_KEYS[] = {"batch", "seq", "max_len", "mix", "until", NULL};
+static const char *const DATA_KEYS[] = {"batch", "seq", "max_len", "mix", "index_topk", "until", NULL};
 
 /* The data keys of obj over `ph` (inherited values stay). */
 static void read_phase(reader *r, json_t *obj, const char *where, dsv4_phase *ph) {
@@ -99,6 +101,7 @@ static void read_phase(reader *r, json_t *obj, const char *where, dsv4_phase *ph
     ph->batch = (int)integer(r, obj, "batch", ph->batch, 1, 1 << 20);
     ph->seq = (int)integer(r, obj, "seq", ph->seq, 2, 1 << 24);
     ph->max_len = (int)integer(r, obj, "max_len", ph->max_len, 2, 1 << 24);
+    ph->index_topk = (int)integer(r, obj, "index_topk", ph->index_topk, 0, 1024);
     json_t *mix = json_object_get(obj, "mix");
     if (mix) {
         if (!json_is_object(mix)) fail(r, "\"mix\" in %s must be an object%s", where, "");

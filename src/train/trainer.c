@@ -34,6 +34,7 @@ struct dsv4_trainer {
     dsv4_tape **tapes;       /* per worker */
     int64_t *loads;          /* per worker: [blocks][E] tokens sent to each expert */
     long step;
+    int topk;                /* the indexer top-k the weights views use now */
     dsv4_cursors cur;
     dsv4_row *rows;
     int cap_rows;
@@ -172,6 +173,7 @@ dsv4_status dsv4_trainer_new(const dsv4_train_config *cfg, const char *data_dir,
     t->cfg = *cfg;
     t->cfg.model_json = strdup(cfg->model_json);
     t->W = cfg->workers;
+    t->topk = cfg->model.index_topk;
     dsv4_status rc = DSV4_OK;
     if (!t->cfg.model_json) rc = dsv4_error(DSV4_ENOMEM, "out of memory for a trainer");
     int V = cfg->model.vocab_size;
@@ -203,6 +205,24 @@ dsv4_status dsv4_trainer_new(const dsv4_train_config *cfg, const char *data_dir,
 }
 
 /* ---- a step -------------------------------------------------------------------------------- */
+
+/* The indexer's top-k of every CSA layer in the master and the views (the tapes, sized by it,
+ * are made anew). */
+static dsv4_status set_topk(dsv4_trainer *t, int topk) {
+    if (topk == t->topk) return DSV4_OK;
+    const struct dsv4_config *c = &t->cfg.model;
+    for (int w = -1; w < t->W; w++) {
+        dsv4_tmodel *m = w < 0 ? t->tm : t->views[w];
+        for (int l = 0; l < c->n_layers; l++) m->model.layers[l].attn.indexer.topk = topk;
+        if (m->model.mtp) m->model.mtp->block.attn.indexer.topk = topk;
+        if (w >= 0) {
+            dsv4_tape_free(t->tapes[w]);
+            if (!(t->tapes[w] = dsv4_tape_new())) return dsv4_error(DSV4_ENOMEM, "out of memory for the workers");
+        }
+    }
+    t->topk = topk;
+    return DSV4_OK;
+}
 
 static dsv4_status ensure_rows(dsv4_trainer *t, int n) {
     if (n <= t->cap_rows) return DSV4_OK;
@@ -265,7 +285,8 @@ dsv4_status dsv4_trainer_step(dsv4_trainer *t, dsv4_step_report *rep) {
     const struct dsv4_config *c = &cfg->model;
     const dsv4_phase *ph = dsv4_train_phase(cfg, t->step);
     int B = ph->batch, W = t->W, E = c->n_routed_experts, nb = n_blocks(c);
-    dsv4_status rc = ensure_rows(t, B);
+    dsv4_status rc = set_topk(t, ph->index_topk ? ph->index_topk : c->index_topk);
+    if (!rc) rc = ensure_rows(t, B);
     for (int r = 0; r < B && !rc; r++)
         rc = dsv4_row_fill(t->train, dsv4_row_family(ph, cfg->seed, t->step, r), ph->seq, ph->max_len, &t->cur, &t->rows[r]);
     if (rc) return rc;
@@ -359,6 +380,8 @@ dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES])
     for (int f = 0; f < DSV4_N_FAMILIES; f++) loss[f] = NAN;
     if (!t->valid) return DSV4_OK;
     const dsv4_phase *ph = dsv4_train_phase(&t->cfg, t->step);
+    dsv4_status rc = set_topk(t, ph->index_topk ? ph->index_topk : t->cfg.model.index_topk);
+    if (rc) return rc;
     int R = t->cfg.eval_rows, n = 0;
     dsv4_row *rows = calloc((size_t)DSV4_N_FAMILIES * R, sizeof *rows);
     double *sum = calloc((size_t)DSV4_N_FAMILIES * R, sizeof(double));
@@ -366,7 +389,6 @@ dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES])
         free(rows), free(sum);
         return dsv4_error(DSV4_ENOMEM, "out of memory for validation");
     }
-    dsv4_status rc = DSV4_OK;
     for (int f = 0; f < DSV4_N_FAMILIES && !rc; f++) {
         if (!t->valid->n_family[f]) continue;
         dsv4_cursors cur = {{0}}; /* always the same rows */

@@ -36,6 +36,8 @@ typedef struct dsv4_phase {
     int max_len;                     /* longer examples are skipped; needles, and examples
                                       * longer than seq, have rows of their own */
     double mix[DSV4_N_FAMILIES];     /* relative share of the rows per family */
+    int index_topk;                  /* the indexer's top-k during the phase (0: the model's);
+                                      * a large one makes CSA dense, V3.2's indexer warm-up */
 } dsv4_phase;
 
 typedef struct dsv4_train_config {

@@ -41,7 +41,8 @@ static const char *usage =
     "  --out      checkpoints, train.csv and loss.svg go here\n"
     "  --steps, --batch, --seq, --lr, --seed   override the configuration\n"
     "  --resume   continue from the checkpoint in --out\n"
-    "  --until    stop after this many steps of the run (with a checkpoint), to --resume later\n";
+    "  --until    stop after this many steps of the run (with a checkpoint), to --resume later;\n"
+    "             0 writes the initial weights\n";
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
@@ -193,7 +194,7 @@ static bool copy_file(const char *from, const char *to) {
 
 int cmd_train(int argc, char **argv) {
     const char *cmd = "train", *config = NULL, *data = NULL, *out = NULL;
-    long long steps = 0, batch = 0, seq = 0, seed = -1, threads = 0, log_every = 10, until = 0;
+    long long steps = 0, batch = 0, seq = 0, seed = -1, threads = 0, log_every = 10, until = -1;
     double lr = -1;
     bool resume = false;
     for (int i = 1; i < argc; i++) {
@@ -222,7 +223,7 @@ int cmd_train(int argc, char **argv) {
         } else if (cli_is(a, NULL, "--lr")) {
             if (!cli_float(cli_value(argc, argv, &i), &lr) || !(lr > 0)) return cli_fail(cmd, "--lr needs a positive number"), 2;
         } else if (cli_is(a, NULL, "--until")) {
-            if (!cli_int(cli_value(argc, argv, &i), 1, 1LL << 40, &until)) return cli_fail(cmd, "--until needs a positive integer"), 2;
+            if (!cli_int(cli_value(argc, argv, &i), 0, 1LL << 40, &until)) return cli_fail(cmd, "--until needs a step number"), 2;
         } else if (cli_is(a, NULL, "--resume")) {
             resume = true;
         } else {
@@ -301,7 +302,8 @@ int cmd_train(int argc, char **argv) {
     bool tty = isatty(2);
     double t_run = dsv4_now(), recent[32] = {0};
     int n_recent = 0, status = 0;
-    long end = until && until < cfg.steps ? until : cfg.steps;
+    long end = until >= 0 && until < cfg.steps ? until : cfg.steps;
+    if (end <= start && dsv4_trainer_save(t, out)) status = cli_fail_lib(cmd, "checkpoint"); /* --until 0: the initial weights */
     for (long step = start; step < end && !stop_requested; step++) {
         dsv4_step_report r;
         if (dsv4_trainer_step(t, &r)) {

@@ -7,7 +7,8 @@
  * window), the whole-sequence compressor with and without the Hadamard rotation, attention of
  * every layer type, MoE with hash and score routing under all three scoring functions (with a
  * SwiGLU limit low enough that the clamps fire), the indexer's KL loss. Then the whole model
- * for L, L_mtp and the indexer loss over its parameter tensors, and the tensors that must get
+ * for L, L_mtp, the indexer loss, and L over a loss mask plus the sequence-wise balance loss,
+ * over its parameter tensors, and the tensors that must get
  * no gradient (gate.bias, the indexer for L, MTP for L, ...) are checked to be exactly zero.
  *
  * Each check takes a random scalar objective f = sum c.y of the outputs (c fixed, random; or
@@ -578,16 +579,19 @@ static double model_f(void *p) {
     model_ctx *k = p;
     dsv4_losses l;
     if (dsv4_train_forward(k->tm, k->tp, ids, T, &k->lo, &l)) return NAN;
-    return k->lo.main * l.main + k->lo.mtp * l.mtp + k->lo.indexer * l.indexer;
+    return k->lo.main * l.main + k->lo.mtp * l.mtp + k->lo.indexer * l.indexer + k->lo.balance * l.balance;
 }
 
 static void test_model(dsv4_tmodel *tm) {
     dsv4_tape *tp = dsv4_tape_new();
-    const char *names[] = {"L", "L_mtp", "L_indexer"};
+    const char *names[] = {"L", "L_mtp", "L_indexer", "masked L + L_bal"};
     char last_layer[32];
     snprintf(last_layer, sizeof last_layer, "layers.%d.", tm->model.cfg.n_layers - 1);
-    dsv4_loss_opts los[] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
-    for (int v = 0; v < 3; v++) {
+    /* the fourth: L over the targets of a loss mask, plus the sequence-wise balance loss */
+    uint8_t mask[T];
+    for (int t = 0; t < T; t++) mask[t] = t % 3 != 1;
+    dsv4_loss_opts los[] = {{.main = 1}, {.mtp = 1}, {.indexer = 1}, {.main = 1, .balance = 1, .mask = mask}};
+    for (int v = 0; v < 4; v++) {
         model_ctx k = {tm, tp, los[v]};
         tp->reuse_routing = true;
         dsv4_tmodel_zero_grad(tm);
@@ -604,7 +608,8 @@ static void test_model(dsv4_tmodel *tm) {
             /* what gets no gradient: gate.bias (selection only); the indexer from L and L_mtp
              * (its choice is not differentiable); the main head from L_mtp; MTP from L; and
              * everything but the indexer from its own loss (the attention target is detached) */
-            bool zero = strstr(p->name, "gate.bias") || (v < 2 && indexer) || (v == 0 && !strncmp(p->name, "mtp.", 4)) ||
+            bool zero = strstr(p->name, "gate.bias") || ((v < 2 || v == 3) && indexer) ||
+                        ((v == 0 || v == 3) && !strncmp(p->name, "mtp.", 4)) ||
                         (v == 1 && (!strncmp(p->name, "hc_head", 7) || !strcmp(p->name, "norm.weight"))) ||
                         (v == 2 && !indexer);
             if (zero) {

@@ -82,7 +82,7 @@ int main(void) {
     dsv4_tape *tp = dsv4_tape_new();
     CHECK(dsv4_tmodel_from_model(m, &tm) == DSV4_OK, "training model: %s", dsv4_errmsg());
     dsv4_model_close(m);
-    dsv4_loss_opts lo = {1.0f, 1.0f, 0.0f};
+    dsv4_loss_opts lo = {.main = 1.0f, .mtp = 1.0f};
     dsv4_losses losses;
     CHECK(dsv4_train_forward(tm, tp, ids, T, &lo, &losses) == DSV4_OK, "training forward: %s", dsv4_errmsg());
     double d_main = max_abs_diff(tp->head.logits, eng, nl), d_mtp = max_abs_diff(tp->mtp_head.logits, eng_mtp, nm);

@@ -184,7 +184,7 @@ int cmd_grad(int argc, char **argv) {
         goto done;
     }
     double t1 = dsv4_now();
-    dsv4_loss_opts lo = {mtp || indexer ? 0.0f : 1.0f, mtp ? 1.0f : 0.0f, indexer ? 1.0f : 0.0f};
+    dsv4_loss_opts lo = {.main = mtp || indexer ? 0.0f : 1.0f, .mtp = mtp ? 1.0f : 0.0f, .indexer = indexer ? 1.0f : 0.0f};
     dsv4_losses losses;
     if (dsv4_train_forward(tm, tp, (const int32_t *)ids, T, &lo, &losses)) {
         rc = cli_fail_lib(cmd, "forward");

@@ -18,4 +18,6 @@ int cmd_engram(int argc, char **argv);
 int cmd_greedy(int argc, char **argv);
 /* synth_v41_cli.c: `dsv4 synth --like v41-flash` */
 int synth_v41_main(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 #endif

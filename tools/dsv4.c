@@ -25,6 +25,8 @@ static const struct {
     {"synth", cmd_synth, "write a random checkpoint shaped like DeepSeek-V4-Flash, -Pro or V4.1-Flash"},
     {"greedy", cmd_greedy, "greedy decoding from token ids, plain or with DSpark speculation"},
     {"engram", cmd_engram, "V4.1 Engram: compressed vocabulary of a tokenizer, table rows of ids"},
+    {"quantize", cmd_quantize, "convert a checkpoint to the release formats (FP8 linears, FP4 experts)"},
+    {"train", cmd_train, "train a model (CONFIG.json) on a data set: checkpoints, train.csv, loss.svg"},
 };
 
 static void usage(FILE *f) {

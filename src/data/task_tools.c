@@ -187,7 +187,7 @@ static char *py_dumps(const json_t *v) {
 }
 
 static json_t *tool_call(const call *c, int k) {
-    char *args = py_dumps(c->args), id[16];
+    char *args = py_dumps(c->args), id[24];
     snprintf(id, sizeof id, "call_%d", k);
     json_t *tc = args ? json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
                                   tools[c->tool].name, "arguments", args)
@@ -197,7 +197,7 @@ static json_t *tool_call(const call *c, int k) {
 }
 
 static json_t *tool_result(const call *c, int k) {
-    char *content = py_dumps(c->result), id[16];
+    char *content = py_dumps(c->result), id[24];
     snprintf(id, sizeof id, "call_%d", k);
     json_t *m = content ? json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", id, "content", content) : NULL;
     free(content);

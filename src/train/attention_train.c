@@ -9,16 +9,15 @@
  *     s_j = q.k_j / sqrt(D),  p_j = exp(s_j - lse),  lse = log(exp(sigma) + sum_j exp(s_j)),
  *     o = sum_j p_j k_j     (keys are the values);
  *   o is de-rotated at t, projected per group by wo_a, then by wo_b.
- * The arithmetic follows dsv4_attend step by step, so the training forward reproduces the
- * inference engine's exact-mode numbers.
+ * It is the engine's arithmetic up to the order of summation (the products run as sgemm), so
+ * the training forward reproduces the inference engine's exact-mode numbers to rounding.
  *
  * Backward of the softmax with a sink: with dp_j = <do, k_j> and delta = sum_j p_j dp_j
  * (the sink's value is zero, so it adds nothing to delta),
  *   ds_j = p_j (dp_j - delta),  dq += sum_j ds_j k_j / sqrt(D),
  *   dk_j += ds_j q / sqrt(D) + p_j do,  dsigma = -p_sink delta.
  * The scores are recomputed from q, k and the saved lse (nothing of size T x keys is kept).
- * Queries run in parallel in fixed ranges whose key gradients are summed in range order, so
- * the gradient does not depend on the number of threads.
+ * The core runs by blocks of queries as matrix products (see "the attention core" below).
  * Then each path in reverse: RoPE (the opposite rotation), the norms, the linears; the
  * compressed rows' gradient goes through the compressor into u. The indexer is not
  * differentiated here: its top-k is a choice, and its parameters learn from their own loss. */
@@ -28,28 +27,98 @@
 #include "base/base.h"
 #include "train/train.h"
 
-/* The keys of query t as rows of the combined table [kv (T rows); compressed rows]. */
-static int key_list(const dsv4_attn_w *aw, int W, int T, int t, const dsv4_attn_act *act, int topk, int *idx) {
-    int K = 0;
-    for (int j = DSV4_MAX(0, t - W + 1); j <= t; j++) idx[K++] = j;
-    if (aw->ratio) {
-        if (aw->has_indexer) {
-            for (int i = 0; i < act->n_sel[t]; i++) idx[K++] = T + act->sel[(size_t)t * topk + i];
-        } else {
-            int visible = DSV4_MIN((t + 1) / aw->ratio, act->comp.n_rows);
-            for (int i = 0; i < visible; i++) idx[K++] = T + i;
+/* ---- the attention core, by blocks of queries -------------------------------------------------
+ * Every query reads the keys of the combined table [kv rows 0..T-1; compressed rows]: the
+ * window rows t-W+1..t, and the compressed rows it may see (HCA: the completed ones; CSA: the
+ * indexer's selection). All heads share the one K=V head, so a block of QB queries is one
+ * product with the keys any of its queries reads (the window rows of the block, contiguous,
+ * and the compressed rows, for CSA the union of the block's selections): S = Q K^T over
+ * QB*H rows, masked per query, then O = P K. The backward is the same products transposed.
+ * A block's rows and shapes depend only on T and the selections, so results do not depend on
+ * the number of threads; key gradients are summed per block and added in block order. */
+enum { QB = 64 };
+
+typedef struct qblock {
+    int t0, t1;      /* queries [t0, t1) */
+    int lo, n_win;   /* window rows lo .. t1-1 */
+    int n_keys;      /* n_win window rows, then compressed rows */
+    int *comp;       /* [n_keys - n_win] compressed row of each compressed key (ascending) */
+    int *pos;        /* [n_comp] a compressed row's key index, or -1 (CSA) */
+    uint8_t *valid;  /* [(t1-t0) * n_keys] whether query t reads key j */
+    float *K;        /* [n_keys, D] the keys */
+} qblock;
+
+static void qblock_free(qblock *b) {
+    free(b->comp);
+    free(b->pos);
+    free(b->valid);
+    free(b->K);
+}
+
+/* The keys of queries [t0, t1), their validity per query, and a copy of them. */
+static bool qblock_make(const dsv4_attn_w *aw, int W, int D, int T, int t0, int t1, const dsv4_attn_act *act, int topk,
+                        qblock *b) {
+    memset(b, 0, sizeof *b);
+    b->t0 = t0, b->t1 = t1;
+    b->lo = DSV4_MAX(0, t0 - W + 1);
+    b->n_win = t1 - b->lo;
+    int n_comp = aw->ratio ? act->comp.n_rows : 0, nc = 0;
+    b->comp = malloc(((size_t)n_comp + 1) * sizeof(int));
+    b->pos = malloc(((size_t)n_comp + 1) * sizeof(int));
+    if (!b->comp || !b->pos) return false;
+    if (aw->has_indexer) {
+        for (int i = 0; i < n_comp; i++) b->pos[i] = -1;
+        for (int t = t0; t < t1; t++)
+            for (int i = 0; i < act->n_sel[t]; i++) b->pos[act->sel[(size_t)t * topk + i]] = 0;
+        for (int i = 0; i < n_comp; i++)
+            if (b->pos[i] == 0) b->comp[nc++] = i;
+        for (int i = 0; i < nc; i++) b->pos[b->comp[i]] = b->n_win + i;
+    } else if (aw->ratio) {
+        nc = DSV4_MIN(t1 / aw->ratio, n_comp); /* what the block's last query sees */
+        for (int i = 0; i < nc; i++) b->comp[i] = i;
+    }
+    b->n_keys = b->n_win + nc;
+    int Q = t1 - t0, nk = b->n_keys;
+    b->valid = calloc((size_t)Q * nk + 1, 1);
+    b->K = malloc(((size_t)nk * D + 1) * sizeof(float));
+    if (!b->valid || !b->K) return false;
+    memcpy(b->K, act->kv + (size_t)b->lo * D, (size_t)b->n_win * D * sizeof(float));
+    for (int i = 0; i < nc; i++)
+        memcpy(b->K + (size_t)(b->n_win + i) * D, act->comp.rows + (size_t)b->comp[i] * D, (size_t)D * sizeof(float));
+    for (int t = t0; t < t1; t++) {
+        uint8_t *v = b->valid + (size_t)(t - t0) * nk;
+        for (int j = DSV4_MAX(0, t - W + 1); j <= t; j++) v[j - b->lo] = 1;
+        if (aw->has_indexer)
+            for (int i = 0; i < act->n_sel[t]; i++) v[b->pos[act->sel[(size_t)t * topk + i]]] = 1;
+        else if (aw->ratio)
+            for (int i = 0, n = DSV4_MIN((t + 1) / aw->ratio, n_comp); i < n; i++) v[b->n_win + i] = 1;
+    }
+    return true;
+}
+
+/* P [Q*H, n_keys] = the attention probabilities of the block (zero where a query does not read
+ * the key) from the scores S (scaled): with lse given (the backward), exp(S - lse); else the
+ * softmax with the sink, writing lse. */
+static void block_probs(const dsv4_attn_w *aw, int H, const qblock *b, float *P, float *lse, bool have_lse) {
+    int Q = b->t1 - b->t0, nk = b->n_keys;
+    for (int q = 0; q < Q; q++) {
+        const uint8_t *v = b->valid + (size_t)q * nk;
+        for (int h = 0; h < H; h++) {
+            float *p = P + ((size_t)q * H + h) * nk, *l = lse + (size_t)(b->t0 + q) * H + h;
+            if (!have_lse) {
+                float mx = aw->sink[h];
+                for (int j = 0; j < nk; j++)
+                    if (v[j]) mx = fmaxf(mx, p[j]);
+                float den = expf(aw->sink[h] - mx);
+                for (int j = 0; j < nk; j++) den += v[j] ? (p[j] = expf(p[j] - mx)) : 0.0f;
+                float inv = 1.0f / den;
+                for (int j = 0; j < nk; j++) p[j] = v[j] ? p[j] * inv : 0.0f;
+                *l = mx + logf(den);
+            } else {
+                for (int j = 0; j < nk; j++) p[j] = v[j] ? expf(p[j] - *l) : 0.0f;
+            }
         }
     }
-    return K;
-}
-
-static inline const float *key_row(const dsv4_attn_act *act, int T, int D, int i) {
-    return i < T ? act->kv + (size_t)i * D : act->comp.rows + (size_t)(i - T) * D;
-}
-
-static int max_keys(const struct dsv4_config *c, const dsv4_attn_w *aw, const dsv4_attn_act *act) {
-    int extra = !aw->ratio ? 0 : aw->has_indexer ? aw->indexer.topk : act->comp.n_rows;
-    return c->window_size + extra + 1;
 }
 
 dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_attn_w *aw, const float *u, int T,
@@ -72,9 +141,9 @@ dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_
         return dsv4_error(DSV4_ENOMEM, "out of memory in the attention forward (%d tokens)", T);
 
     /* query */
-    dsv4_matmul(&aw->wq_a, u, T, act->qa);
+    dsv4_train_matmul(&aw->wq_a, u, T, act->qa);
     for (int t = 0; t < T; t++) dsv4_rmsnorm(act->qa + (size_t)t * qr, aw->q_norm, qr, eps, act->q_lat + (size_t)t * qr);
-    dsv4_matmul(&aw->wq_b, act->q_lat, T, act->qb);
+    dsv4_train_matmul(&aw->wq_b, act->q_lat, T, act->qb);
 #pragma omp parallel for schedule(static) if (T > 1)
     for (int t = 0; t < T; t++)
         for (int h = 0; h < H; h++) {
@@ -84,7 +153,7 @@ dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_
         }
 
     /* the key/value rows */
-    dsv4_matmul(&aw->wkv, u, T, act->kva);
+    dsv4_train_matmul(&aw->wkv, u, T, act->kva);
     for (int t = 0; t < T; t++) {
         float *k = act->kv + (size_t)t * D;
         dsv4_rmsnorm(act->kva + (size_t)t * D, aw->kv_norm, D, eps, k);
@@ -101,51 +170,37 @@ dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_
     if (aw->has_indexer && indexer_loss && !(act->psel = dsv4_ws_alloc(ws, (size_t)T * topk)))
         return dsv4_error(DSV4_ENOMEM, "out of memory for the indexer loss");
 
-    /* attention, one query per iteration */
-    int kmax = max_keys(c, aw, act), nth = omp_get_max_threads();
-    int *idx_all = malloc((size_t)nth * kmax * sizeof(int));
-    float *s_all = malloc((size_t)nth * kmax * sizeof(float));
-    if (!idx_all || !s_all) {
-        free(idx_all);
-        free(s_all);
-        return dsv4_error(DSV4_ENOMEM, "out of memory in the attention forward");
-    }
+    /* attention, by blocks of queries */
     float scale = 1.0f / sqrtf((float)D);
-#pragma omp parallel for schedule(dynamic, 4)
-    for (int t = 0; t < T; t++) {
-        int *idx = idx_all + (size_t)omp_get_thread_num() * kmax;
-        float *s = s_all + (size_t)omp_get_thread_num() * kmax;
-        int K = key_list(aw, W, T, t, act, topk, idx), n_win = t - DSV4_MAX(0, t - W + 1) + 1;
-        for (int h = 0; h < H; h++) {
-            const float *qh = act->q + ((size_t)t * H + h) * D;
-            float mx = aw->sink[h];
-            for (int j = 0; j < K; j++) {
-                const float *k = key_row(act, T, D, idx[j]);
-                float d = 0.0f;
-                for (int i = 0; i < D; i++) d += qh[i] * k[i];
-                s[j] = d * scale;
-                mx = fmaxf(mx, s[j]);
-            }
-            float den = expf(aw->sink[h] - mx);
-            for (int j = 0; j < K; j++) {
-                s[j] = expf(s[j] - mx);
-                den += s[j];
-            }
-            float *oh = act->o + ((size_t)t * H + h) * D;
-            for (int j = 0; j < K; j++) {
-                const float *k = key_row(act, T, D, idx[j]);
-                for (int i = 0; i < D; i++) oh[i] += s[j] * k[i];
-            }
-            float inv = 1.0f / den;
-            for (int i = 0; i < D; i++) oh[i] *= inv;
-            act->lse[(size_t)t * H + h] = mx + logf(den);
+    int n_qb = (T + QB - 1) / QB;
+    bool ok = true;
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
+    for (int bi = 0; bi < n_qb; bi++) {
+        qblock b;
+        int t0 = bi * QB, t1 = DSV4_MIN(T, t0 + QB), Q = t1 - t0;
+        float *P = NULL;
+        if (qblock_make(aw, W, D, T, t0, t1, act, topk, &b) && (P = malloc(((size_t)Q * H * b.n_keys + 1) * sizeof(float)))) {
+            int nk = b.n_keys;
+            dsv4_sgemm_tiled(false, true, Q * H, nk, D, scale, act->q + (size_t)t0 * H * D, D, b.K, D, 0.0f, P, nk);
+            block_probs(aw, H, &b, P, act->lse, false);
+            dsv4_sgemm_tiled(false, false, Q * H, D, nk, 1.0f, P, nk, b.K, D, 0.0f, act->o + (size_t)t0 * H * D, D);
             if (act->psel)
-                for (int j = n_win; j < K; j++) act->psel[(size_t)t * topk + j - n_win] += s[j] * inv;
-            dsv4_rope_apply(aw->rope, oh + D - rd, t, true);
+                for (int t = t0; t < t1; t++)
+                    for (int i = 0; i < act->n_sel[t]; i++) {
+                        int j = b.pos[act->sel[(size_t)t * topk + i]];
+                        float mass = 0.0f;
+                        for (int h = 0; h < H; h++) mass += P[((size_t)(t - t0) * H + h) * nk + j];
+                        act->psel[(size_t)t * topk + i] = mass;
+                    }
+            for (int t = t0; t < t1; t++)
+                for (int h = 0; h < H; h++) dsv4_rope_apply(aw->rope, act->o + ((size_t)t * H + h) * D + D - rd, t, true);
+        } else {
+            ok = false;
         }
+        free(P);
+        qblock_free(&b);
     }
-    free(idx_all);
-    free(s_all);
+    if (!ok) return dsv4_error(DSV4_ENOMEM, "out of memory in the attention forward (%d tokens)", T);
 
     /* grouped low-rank output projection (og: one group's heads, contiguous) */
     float *og = malloc(((size_t)T * hg * D + 1) * sizeof(float));
@@ -154,80 +209,83 @@ dsv4_status dsv4_attention_train_forward(const struct dsv4_model *m, const dsv4_
         for (int t = 0; t < T; t++)
             memcpy(og + (size_t)t * hg * D, act->o + (size_t)t * H * D + (size_t)g * hg * D, (size_t)hg * D * sizeof(float));
         dsv4_linear view = dsv4_linear_rows(&aw->wo_a, g * olr, olr);
-        dsv4_matmul_ld(&view, og, T, act->zo + (size_t)g * olr, G * olr);
+        dsv4_train_matmul_ld(&view, og, T, act->zo + (size_t)g * olr, G * olr);
     }
     free(og);
-    dsv4_matmul(&aw->wo_b, act->zo, T, out);
+    dsv4_train_matmul(&aw->wo_b, act->zo, T, out);
     return DSV4_OK;
 }
 
 /* The core's backward: do_ [T, H*D] (the gradient of o before de-rotation) -> dq [T, H*D],
- * dkeys [T + n_comp, D], dsink [H] (all added). Queries are cut into a fixed number of
- * ranges, each summing its key gradients in a buffer of its own, and the buffers are added in
- * range order: the result does not depend on the number of threads. */
-enum { KEY_RANGES = 8 };
-
+ * dkeys [T + n_comp, D], dsink [H] (all added). With dp = dO K^T and delta = <dO, O> per row
+ * (the sink's value is zero), dS = P (dp - delta) / sqrt(D), dQ = dS K, dK = dS^T Q + P^T dO;
+ * the blocks' key gradients are added in block order. */
 static dsv4_status attend_backward(const struct dsv4_config *c, const dsv4_attn_w *aw, int T, const dsv4_attn_act *act,
                                    const float *do_, float *dq, float *dkeys, double *dsink) {
-    int H = c->n_heads, D = c->head_dim, W = c->window_size, n_keys = T + act->comp.n_rows;
-    int topk = aw->has_indexer ? aw->indexer.topk : 0, kmax = max_keys(c, aw, act);
+    int H = c->n_heads, D = c->head_dim, W = c->window_size;
+    int topk = aw->has_indexer ? aw->indexer.topk : 0, n_qb = (T + QB - 1) / QB;
     float scale = 1.0f / sqrtf((float)D);
-    int *idx_all = malloc((size_t)KEY_RANGES * kmax * sizeof(int));
-    float *s_all = malloc((size_t)KEY_RANGES * 2 * kmax * sizeof(float));
-    float *dk_all = calloc((size_t)KEY_RANGES * n_keys * D, sizeof(float));
-    double *ds_all = calloc((size_t)KEY_RANGES * H, sizeof(double));
-    if (!idx_all || !s_all || !dk_all || !ds_all) {
-        free(idx_all);
-        free(s_all);
-        free(dk_all);
-        free(ds_all);
+    qblock *blocks = calloc((size_t)n_qb, sizeof *blocks);
+    float **dK = calloc((size_t)n_qb, sizeof *dK);
+    double *ds_all = calloc((size_t)n_qb * H + 1, sizeof(double));
+    if (!blocks || !dK || !ds_all) {
+        free(blocks), free(dK), free(ds_all);
         return dsv4_error(DSV4_ENOMEM, "out of memory in the attention backward (%d tokens)", T);
     }
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int rg = 0; rg < KEY_RANGES; rg++) {
-        int *idx = idx_all + (size_t)rg * kmax;
-        float *p = s_all + (size_t)rg * 2 * kmax, *dp = p + kmax, *dk = dk_all + (size_t)rg * n_keys * D;
-        double *dsr = ds_all + (size_t)rg * H;
-        for (int t = (int)((long long)T * rg / KEY_RANGES); t < (int)((long long)T * (rg + 1) / KEY_RANGES); t++) {
-            int K = key_list(aw, W, T, t, act, topk, idx);
-            for (int h = 0; h < H; h++) {
-                const float *qh = act->q + ((size_t)t * H + h) * D, *doh = do_ + ((size_t)t * H + h) * D;
-                float lse = act->lse[(size_t)t * H + h], *dqh = dq + ((size_t)t * H + h) * D;
-                double delta = 0.0;
-                for (int j = 0; j < K; j++) {
-                    const float *k = key_row(act, T, D, idx[j]);
-                    float d = 0.0f, g = 0.0f;
-                    for (int i = 0; i < D; i++) {
-                        d += qh[i] * k[i];
-                        g += doh[i] * k[i];
-                    }
-                    p[j] = expf(d * scale - lse);
-                    dp[j] = g;
-                    delta += (double)p[j] * g;
-                }
-                for (int j = 0; j < K; j++) {
-                    const float *k = key_row(act, T, D, idx[j]);
-                    float ds = p[j] * (dp[j] - (float)delta) * scale, pj = p[j];
-                    float *dkj = dk + (size_t)idx[j] * D;
-                    for (int i = 0; i < D; i++) {
-                        dqh[i] += ds * k[i];
-                        dkj[i] += ds * qh[i] + pj * doh[i];
-                    }
-                }
-                dsr[h] -= exp((double)aw->sink[h] - lse) * delta;
-            }
+    bool ok = true;
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
+    for (int bi = 0; bi < n_qb; bi++) {
+        qblock *b = &blocks[bi];
+        int t0 = bi * QB, t1 = DSV4_MIN(T, t0 + QB), Q = t1 - t0;
+        float *P = NULL, *dP = NULL, *O = NULL;
+        if (!qblock_make(aw, W, D, T, t0, t1, act, topk, b)) {
+            ok = false;
+            continue;
         }
+        int nk = b->n_keys;
+        size_t np = (size_t)Q * H * nk + 1;
+        P = malloc(np * sizeof(float)), dP = malloc(np * sizeof(float));
+        O = malloc(((size_t)Q * H * D + 1) * sizeof(float));
+        dK[bi] = calloc((size_t)nk * D + 1, sizeof(float));
+        if (!P || !dP || !O || !dK[bi]) {
+            ok = false;
+        } else {
+            const float *Qb = act->q + (size_t)t0 * H * D, *dO = do_ + (size_t)t0 * H * D;
+            dsv4_sgemm_tiled(false, true, Q * H, nk, D, scale, Qb, D, b->K, D, 0.0f, P, nk);
+            block_probs(aw, H, b, P, (float *)act->lse, true);
+            /* O again (before de-rotation): delta = <dO, O> */
+            dsv4_sgemm_tiled(false, false, Q * H, D, nk, 1.0f, P, nk, b->K, D, 0.0f, O, D);
+            dsv4_sgemm_tiled(false, true, Q * H, nk, D, 1.0f, dO, D, b->K, D, 0.0f, dP, nk);
+            for (int r = 0; r < Q * H; r++) {
+                const float *o = O + (size_t)r * D, *g = dO + (size_t)r * D;
+                double delta = 0.0;
+                for (int i = 0; i < D; i++) delta += (double)o[i] * g[i];
+                float *p = P + (size_t)r * nk, *dp = dP + (size_t)r * nk;
+                for (int j = 0; j < nk; j++) dp[j] = p[j] * (dp[j] - (float)delta) * scale; /* dS */
+                int h = r % H, t = t0 + r / H;
+                ds_all[(size_t)bi * H + h] -= exp((double)aw->sink[h] - act->lse[(size_t)t * H + h]) * delta;
+            }
+            dsv4_sgemm_tiled(false, false, Q * H, D, nk, 1.0f, dP, nk, b->K, D, 1.0f, dq + (size_t)t0 * H * D, D);
+            dsv4_sgemm_tiled(true, false, nk, D, Q * H, 1.0f, dP, nk, Qb, D, 0.0f, dK[bi], D);
+            dsv4_sgemm_tiled(true, false, nk, D, Q * H, 1.0f, P, nk, dO, D, 1.0f, dK[bi], D);
+        }
+        free(P), free(dP), free(O);
     }
-    for (int rg = 0; rg < KEY_RANGES; rg++) {
-        const float *dk = dk_all + (size_t)rg * n_keys * D;
-        for (size_t i = 0; i < (size_t)n_keys * D; i++) dkeys[i] += dk[i];
-        for (int h = 0; h < H; h++) dsink[h] += ds_all[(size_t)rg * H + h];
+    for (int bi = 0; bi < n_qb && ok; bi++) { /* in block order */
+        const qblock *b = &blocks[bi];
+        for (int j = 0; j < b->n_keys; j++) {
+            float *d = dkeys + (size_t)(j < b->n_win ? b->lo + j : T + b->comp[j - b->n_win]) * D;
+            const float *s = dK[bi] + (size_t)j * D;
+            for (int i = 0; i < D; i++) d[i] += s[i];
+        }
+        for (int h = 0; h < H; h++) dsink[h] += ds_all[(size_t)bi * H + h];
     }
-    free(idx_all);
-    free(s_all);
-    free(dk_all);
-    free(ds_all);
-    return DSV4_OK;
+    for (int bi = 0; bi < n_qb; bi++) {
+        qblock_free(&blocks[bi]);
+        free(dK[bi]);
+    }
+    free(blocks), free(dK), free(ds_all);
+    return ok ? DSV4_OK : dsv4_error(DSV4_ENOMEM, "out of memory in the attention backward (%d tokens)", T);
 }
 
 dsv4_status dsv4_attention_train_backward(const struct dsv4_model *m, const dsv4_attn_w *aw, const float *u, int T,

@@ -93,8 +93,8 @@ dsv4_status dsv4_compressor_train_forward(const struct dsv4_model *m, const dsv4
         free(token);
         return dsv4_error(DSV4_ENOMEM, "out of memory in the compressor (%d tokens)", T);
     }
-    dsv4_matmul(&w->wkv, u, T, act->a);
-    dsv4_matmul(&w->wgate, u, T, act->z);
+    dsv4_train_matmul(&w->wkv, u, T, act->a);
+    dsv4_train_matmul(&w->wgate, u, T, act->z);
     for (int win = 0; win < n; win++) {
         float *kv = buf, *score = buf + (size_t)n_buf * width, *row = act->rows + (size_t)win * dc;
         window_slots(w, act->a, act->z, win, kv, score, token);

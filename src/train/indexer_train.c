@@ -57,7 +57,7 @@ dsv4_status dsv4_indexer_train_forward(const struct dsv4_model *m, const dsv4_at
         }
         return dsv4_error(DSV4_ENOMEM, "out of memory in the indexer (%d tokens)", T);
     }
-    dsv4_matmul(&ix->wq_b, act->q_lat, T, q);
+    dsv4_train_matmul(&ix->wq_b, act->q_lat, T, q);
 #pragma omp parallel for schedule(static) if (T > 1)
     for (int t = 0; t < T; t++)
         for (int h = 0; h < nh; h++) {
@@ -65,7 +65,7 @@ dsv4_status dsv4_indexer_train_forward(const struct dsv4_model *m, const dsv4_at
             dsv4_rope_apply(aw->rope, qh + hd - rd, t, false);
             dsv4_hadamard(qh, hd);
         }
-    dsv4_matmul(&ix->weights_proj, u, T, w);
+    dsv4_train_matmul(&ix->weights_proj, u, T, w);
     float wscale = 1.0f / sqrtf((float)hd) * (1.0f / sqrtf((float)nh));
     for (size_t i = 0; i < (size_t)T * nh; i++) w[i] *= wscale;
 

@@ -196,57 +196,90 @@ dsv4_status dsv4_block_train_backward(const struct dsv4_model *m, const dsv4_lay
 
 /* ---- the head and the losses -------------------------------------------------------------- */
 
-/* logits [n, V] = head . norm(hc_head(X)) */
+/* The head over n rows of streams X, where row i predicts next[i] for i < n_next; with a
+ * mask only the rows whose next token is a target (mask[i] != 0) get logits:
+ *   logits [n_rows, V] = head . norm(hc_head(X))[rows]. */
 static dsv4_status head_forward(const struct dsv4_model *m, const dsv4_hc_w *hc_head, const float *norm, const float *X,
-                                int n, dsv4_head_act *h, dsv4_workspace *ws) {
+                                int n, const int32_t *next, int n_next, const uint8_t *mask, dsv4_head_act *h,
+                                dsv4_workspace *ws) {
     const struct dsv4_config *c = &m->cfg;
-    int hc = c->hc_mult, d = c->dim;
+    int hc = c->hc_mult, d = c->dim, V = c->vocab_size;
     h->X = X;
     h->mixes = dsv4_ws_alloc(ws, (size_t)n * hc);
     h->y = dsv4_ws_alloc(ws, (size_t)n * d);
     h->yn = dsv4_ws_alloc(ws, (size_t)n * d);
-    h->logits = dsv4_ws_alloc(ws, (size_t)n * c->vocab_size);
-    if (!h->mixes || !h->y || !h->yn || !h->logits)
-        return dsv4_error(DSV4_ENOMEM, "out of memory for %d x %d logits", n, c->vocab_size);
+    h->rows = (int *)dsv4_ws_alloc(ws, (size_t)n + 1);
+    h->targets = (int32_t *)dsv4_ws_alloc(ws, (size_t)n + 1);
+    if (!h->mixes || !h->y || !h->yn || !h->rows || !h->targets)
+        return dsv4_error(DSV4_ENOMEM, "out of memory for the head of %d tokens", n);
+    h->n_rows = 0;
+    for (int i = 0; i < n; i++)
+        if (!mask || (i < n_next && mask[i])) {
+            h->rows[h->n_rows] = i;
+            h->targets[h->n_rows++] = i < n_next ? next[i] : -1;
+        }
+    h->logits = dsv4_ws_alloc(ws, (size_t)h->n_rows * V + 1);
+    h->ysel = mask ? dsv4_ws_alloc(ws, (size_t)h->n_rows * d + 1) : NULL;
+    if (!h->logits || (mask && !h->ysel))
+        return dsv4_error(DSV4_ENOMEM, "out of memory for %d x %d logits", h->n_rows, V);
     dsv4_hc_head(hc_head, X, n, hc, d, c->norm_eps, c->hc_eps, h->y, h->mixes);
     for (int t = 0; t < n; t++) dsv4_rmsnorm(h->y + (size_t)t * d, norm, d, c->norm_eps, h->yn + (size_t)t * d);
-    dsv4_matmul(&m->head, h->yn, n, h->logits);
+    if (mask)
+        for (int j = 0; j < h->n_rows; j++)
+            memcpy(h->ysel + (size_t)j * d, h->yn + (size_t)h->rows[j] * d, (size_t)d * sizeof(float));
+    else h->ysel = h->yn;
+    dsv4_train_matmul(&m->head, h->ysel, h->n_rows, h->logits);
     return DSV4_OK;
 }
 
-/* Mean cross-entropy of rows [0, n) against targets[0..n); with dlogits, adds its gradient
- * times `weight`. */
-static double mean_ce(const float *logits, int n, int V, const int32_t *targets, float weight, float *dlogits) {
+/* Mean cross-entropy over the head's rows that have a target (counted in *n_loss); with
+ * dlogits, adds its gradient times `weight`. */
+static double head_loss(const dsv4_head_act *h, int V, float weight, float *dlogits, int *n_loss) {
+    int n = 0;
+    for (int j = 0; j < h->n_rows; j++) n += h->targets[j] >= 0;
     double total = 0.0;
-    for (int t = 0; t < n; t++)
-        total += dsv4_cross_entropy(logits + (size_t)t * V, V, targets[t], weight / (float)n,
-                                    dlogits ? dlogits + (size_t)t * V : NULL);
+    for (int j = 0; j < h->n_rows; j++)
+        if (h->targets[j] >= 0)
+            total += dsv4_cross_entropy(h->logits + (size_t)j * V, V, h->targets[j], weight / (float)n,
+                                        dlogits ? dlogits + (size_t)j * V : NULL);
+    if (n_loss) *n_loss = n;
     return n > 0 ? total / n : 0.0;
 }
 
-/* The head's backward for rows [0, n_loss) with targets: -> dX [n, hc, d] (added). */
+/* The head's backward for the loss rows: -> dX [n, hc, d] (added). */
 static dsv4_status head_backward(const struct dsv4_model *m, const struct dsv4_model *g, const dsv4_hc_w *hc_head,
                                  const float *norm, const dsv4_hc_w *g_hc_head, float *g_norm, const dsv4_head_act *h,
-                                 int n, int n_loss, const int32_t *targets, float weight, float *dX) {
+                                 int n, float weight, float *dX) {
     const struct dsv4_config *c = &m->cfg;
-    int hc = c->hc_mult, d = c->dim, V = c->vocab_size;
-    float *dlogits = calloc((size_t)n * V + 1, sizeof(float)), *dyn = calloc((size_t)n * d + 1, sizeof(float));
+    int hc = c->hc_mult, d = c->dim, V = c->vocab_size, nr = h->n_rows;
+    float *dlogits = calloc((size_t)nr * V + 1, sizeof(float)), *dsel = calloc((size_t)nr * d + 1, sizeof(float));
     float *dy = calloc((size_t)n * d + 1, sizeof(float));
     dsv4_status rc = DSV4_OK;
-    if (!dlogits || !dyn || !dy) {
-        rc = dsv4_error(DSV4_ENOMEM, "out of memory for the gradient of %d x %d logits", n, V);
+    if (!dlogits || !dsel || !dy) {
+        rc = dsv4_error(DSV4_ENOMEM, "out of memory for the gradient of %d x %d logits", nr, V);
         goto done;
     }
-    mean_ce(h->logits, n_loss, V, targets, weight, dlogits);
-    dsv4_matmul_backward(&m->head, h->yn, n, dlogits, dyn, &g->head);
-    for (int t = 0; t < n; t++)
-        dsv4_rmsnorm_backward(h->y + (size_t)t * d, norm, d, c->norm_eps, dyn + (size_t)t * d, dy + (size_t)t * d, g_norm);
+    head_loss(h, V, weight, dlogits, NULL);
+    dsv4_matmul_backward(&m->head, h->ysel, nr, dlogits, dsel, &g->head);
+    for (int j = 0; j < nr; j++) {
+        size_t t = (size_t)h->rows[j];
+        dsv4_rmsnorm_backward(h->y + t * d, norm, d, c->norm_eps, dsel + (size_t)j * d, dy + t * d, g_norm);
+    }
     rc = dsv4_hc_head_backward(hc_head, h->X, n, hc, d, c->norm_eps, c->hc_eps, h->mixes, dy, dX, g_hc_head);
 done:
     free(dlogits);
-    free(dyn);
+    free(dsel);
     free(dy);
     return rc;
+}
+
+/* The balance losses of the score-routed MoE layers of a block, and their weight for the
+ * backward. */
+static double block_balance(const struct dsv4_config *c, const dsv4_layer_w *L, dsv4_block_act *a, int T, float weight) {
+    a->moe.balance = 0.0f;
+    if (weight == 0.0f || L->moe.hash) return 0.0;
+    a->moe.balance = weight;
+    return dsv4_moe_balance_loss(c, T, a->moe.logits, 0.0f, NULL);
 }
 
 /* ---- the whole model ---------------------------------------------------------------------- */
@@ -271,8 +304,8 @@ static dsv4_status mtp_forward(dsv4_tmodel *tm, dsv4_tape *tp, bool reuse) {
     for (int r = 0; r < n; r++) dsv4_rmsnorm(tp->mtp_e + (size_t)r * d, t->enorm, d, c->norm_eps, tp->mtp_en + (size_t)r * d);
     for (int r = 0; r < n * hc; r++)
         dsv4_rmsnorm(tp->X_final + (size_t)r * d, t->hnorm, d, c->norm_eps, tp->mtp_hn + (size_t)r * d);
-    dsv4_matmul(&t->e_proj, tp->mtp_en, n, ep);
-    dsv4_matmul(&t->h_proj, tp->mtp_hn, n * hc, tp->mtp_X0);
+    dsv4_train_matmul(&t->e_proj, tp->mtp_en, n, ep);
+    dsv4_train_matmul(&t->h_proj, tp->mtp_hn, n * hc, tp->mtp_X0);
     for (int r = 0; r < n; r++)
         for (int j = 0; j < hc; j++) {
             float *x = tp->mtp_X0 + ((size_t)r * hc + j) * d;
@@ -281,7 +314,9 @@ static dsv4_status mtp_forward(dsv4_tmodel *tm, dsv4_tape *tp, bool reuse) {
         }
     dsv4_status rc =
         dsv4_block_train_forward(m, &t->block, tp->mtp_X0, next, n, tp->mtp_X, &tp->mtp_block, reuse, false, ws);
-    if (!rc) rc = head_forward(m, &t->hc_head, t->norm, tp->mtp_X, n, &tp->mtp_head, ws);
+    if (!rc)
+        rc = head_forward(m, &t->hc_head, t->norm, tp->mtp_X, n, tp->ids + 2, n - 1, tp->lo.mask ? tp->lo.mask + 2 : NULL,
+                          &tp->mtp_head, ws);
     return rc;
 }
 
@@ -294,7 +329,7 @@ dsv4_status dsv4_train_forward(dsv4_tmodel *tm, dsv4_tape *tp, const int32_t *id
     for (int t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= V)
             return dsv4_error(DSV4_EINVAL, "token id %d at index %d is outside the vocabulary (0..%d)", ids[t], t, V - 1);
-    dsv4_loss_opts none = {1.0f, 0.0f, 0.0f};
+    dsv4_loss_opts none = {.main = 1.0f};
     if (!lo) lo = &none;
     if (lo->mtp != 0.0f && !m->mtp) return dsv4_error(DSV4_EUNSUPPORTED, "the MTP loss needs a model with an MTP block");
     tp->ready = false;
@@ -323,15 +358,17 @@ dsv4_status dsv4_train_forward(dsv4_tmodel *tm, dsv4_tape *tp, const int32_t *id
         X = Y;
     }
     tp->X_final = X;
-    if ((rc = head_forward(m, &m->hc_head, m->norm, X, T, &tp->head, ws))) return rc;
-    tp->losses.n_main = T - 1;
-    tp->losses.main = mean_ce(tp->head.logits, T - 1, V, ids + 1, 0.0f, NULL);
+    if ((rc = head_forward(m, &m->hc_head, m->norm, X, T, ids + 1, T - 1, lo->mask ? lo->mask + 1 : NULL, &tp->head, ws)))
+        return rc;
+    tp->losses.main = head_loss(&tp->head, V, 0.0f, NULL, &tp->losses.n_main);
     tp->mtp_head.logits = NULL;
     if (want_mtp) {
         if ((rc = mtp_forward(tm, tp, reuse && tp->mtp_routed))) return rc;
-        tp->losses.n_mtp = T - 2;
-        tp->losses.mtp = mean_ce(tp->mtp_head.logits, T - 2, V, ids + 2, 0.0f, NULL);
+        tp->losses.mtp = head_loss(&tp->mtp_head, V, 0.0f, NULL, &tp->losses.n_mtp);
     }
+    for (int l = 0; l < c->n_layers; l++)
+        tp->losses.balance += block_balance(c, &m->layers[l], &tp->layers[l], T, lo->balance);
+    if (want_mtp) tp->losses.balance += block_balance(c, &m->mtp->block, &tp->mtp_block, T - 1, lo->balance);
     if (want_idx) {
         double total = 0.0;
         for (int l = 0; l < c->n_layers; l++) {
@@ -345,6 +382,7 @@ dsv4_status dsv4_train_forward(dsv4_tmodel *tm, dsv4_tape *tp, const int32_t *id
     }
     tp->mtp_routed = want_mtp || (reuse && tp->mtp_routed);
     tp->routed = tp->ready = true;
+    tp->lo.mask = NULL; /* the heads keep their rows and targets; the caller's mask may go */
     if (out) *out = tp->losses;
     return DSV4_OK;
 }
@@ -371,8 +409,7 @@ dsv4_status dsv4_train_backward(dsv4_tmodel *tm, dsv4_tape *tp) {
         float *dhn = calloc((size_t)n * hc * d + 1, sizeof(float)), *de = calloc((size_t)n * d + 1, sizeof(float));
         if (!dXm || !dX0 || !dep || !den || !dhn || !de) rc = dsv4_error(DSV4_ENOMEM, "out of memory in the MTP backward");
         if (!rc)
-            rc = head_backward(m, g, &t->hc_head, t->norm, &gt->hc_head, gt->norm, &tp->mtp_head, n, T - 2, tp->ids + 2,
-                               lo->mtp, dXm);
+            rc = head_backward(m, g, &t->hc_head, t->norm, &gt->hc_head, gt->norm, &tp->mtp_head, n, lo->mtp, dXm);
         if (!rc) rc = dsv4_block_train_backward(m, &t->block, n, &tp->mtp_block, dXm, dX0, &gt->block, 0.0f);
         if (!rc) {
             for (int r = 0; r < n; r++) /* X0 = e_proj(en) on every stream + h_proj(hn) */
@@ -402,7 +439,7 @@ dsv4_status dsv4_train_backward(dsv4_tmodel *tm, dsv4_tape *tp) {
     }
     /* the main loss */
     if (lo->main != 0.0f &&
-        (rc = head_backward(m, g, &m->hc_head, m->norm, &g->hc_head, g->norm, &tp->head, T, T - 1, tp->ids + 1, lo->main, dY)))
+        (rc = head_backward(m, g, &m->hc_head, m->norm, &g->hc_head, g->norm, &tp->head, T, lo->main, dY)))
         goto done;
     /* the blocks, last to first */
     for (int l = c->n_layers - 1; l >= 0; l--) {

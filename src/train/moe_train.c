@@ -15,7 +15,16 @@
  *   the router (dsv4_moe_route_backward): weight_k = scale s_k / sum_j s_j over the chosen
  *   experts with s = sqrt(softplus(logit)), so ds_k = scale (dw_k S - sum_j dw_j s_j) / S^2
  *   and dlogit = ds sigmoid(logit) / (2 s) (softplus is the identity above 20, as in torch).
- * gate.bias only steers the choice: it gets no gradient. */
+ * gate.bias only steers the choice: it gets no gradient.
+ *
+ * The sequence-wise balance loss (DeepSeek-V3 eq. 17-20, kept by V4 with a small weight) of a
+ * score-routed layer over a sequence of T tokens:
+ *   L_bal = sum_i f_i P_i,  f_i = E/(K T) * #{t : i in top-K(s_t)}  (the scores without the bias),
+ *                           P_i = 1/T * sum_t s'_it,  s'_t = s_t / sum_j s_jt.
+ * f is a count (a constant); through P, with S_t = sum_j s_jt and g_i = f_i / T,
+ *   dL/ds_jt = (g_j - sum_i g_i s'_it) / S_t,
+ * then through the score function as in the router's backward (softmax scores are already
+ * normalised: dL/dlogit_jt = s_jt (g_j - sum_i g_i s_it)). */
 #include <math.h>
 
 #include "base/base.h"
@@ -80,6 +89,49 @@ void dsv4_moe_route_backward(const struct dsv4_config *c, const dsv4_moe_w *w, c
         }
     }
     if (s != s_stack) free(s);
+}
+
+double dsv4_moe_balance_loss(const struct dsv4_config *c, int T, const float *logits, float scale, float *dlogits) {
+    int E = c->n_routed_experts, K = c->n_activated_experts;
+    if (T <= 0) return 0.0;
+    double *f = calloc((size_t)E, sizeof(double)), *P = calloc((size_t)E, sizeof(double));
+    float *s = malloc((size_t)E * sizeof(float));
+    int *top = malloc((size_t)K * sizeof(int));
+    if (!f || !P || !s || !top) { /* no memory for E numbers: no balance term this step */
+        free(f), free(P), free(s), free(top);
+        return 0.0;
+    }
+    for (int t = 0; t < T; t++) {
+        route_scores(c, logits + (size_t)t * E, s);
+        int n = dsv4_topk(s, E, K, top);
+        for (int k = 0; k < n; k++) f[top[k]] += (double)E / ((double)K * T);
+        double S = 0.0;
+        for (int e = 0; e < E; e++) S += s[e];
+        if (S > 0.0)
+            for (int e = 0; e < E; e++) P[e] += s[e] / S / T;
+    }
+    double loss = 0.0;
+    for (int e = 0; e < E; e++) loss += f[e] * P[e];
+    if (dlogits)
+        for (int t = 0; t < T; t++) {
+            const float *lt = logits + (size_t)t * E;
+            float *dl = dlogits + (size_t)t * E;
+            route_scores(c, lt, s);
+            double S = 0.0, gs = 0.0;
+            for (int e = 0; e < E; e++) S += s[e];
+            if (!(S > 0.0)) continue;
+            for (int e = 0; e < E; e++) gs += f[e] / T * s[e] / S;
+            for (int e = 0; e < E; e++) {
+                double ds = (f[e] / T - gs) / S, de;
+                if (c->score_func == DSV4_SCORE_SOFTMAX) de = s[e] * (f[e] / T - gs);
+                else if (c->score_func == DSV4_SCORE_SIGMOID) de = ds * s[e] * (1.0 - s[e]);
+                else if (s[e] > 0.0f) de = ds * (lt[e] > 20.0f ? 1.0 : 1.0 / (1.0 + exp(-(double)lt[e]))) / (2.0 * s[e]);
+                else de = 0.0;
+                dl[e] += (float)(scale * de);
+            }
+        }
+    free(f), free(P), free(s), free(top);
+    return loss;
 }
 
 /* h = [weight *] silu(min(g, L)) * clamp(p, -L, L) for n rows of inter values */
@@ -150,7 +202,7 @@ dsv4_status dsv4_moe_train_forward(const struct dsv4_model *m, const dsv4_moe_w 
         goto done;
     }
 
-    dsv4_matmul(&w->gate, u, T, act->logits);
+    dsv4_train_matmul(&w->gate, u, T, act->logits);
     for (int t = 0; t < T; t++) {
         const float *lt = act->logits + (size_t)t * E;
         int *idx = act->idx + (size_t)t * K;
@@ -176,20 +228,20 @@ dsv4_status dsv4_moe_train_forward(const struct dsv4_model *m, const dsv4_moe_w 
             memcpy(xe + (size_t)i * dim, u + (size_t)(sl / K) * dim, (size_t)dim * sizeof(float));
         }
         float *g = act->g + (size_t)s0 * inter, *p = act->p + (size_t)s0 * inter;
-        dsv4_matmul(&ex->w1, xe, ne, g);
-        dsv4_matmul(&ex->w3, xe, ne, p);
+        dsv4_train_matmul(&ex->w1, xe, ne, g);
+        dsv4_train_matmul(&ex->w3, xe, ne, p);
         swiglu(g, p, ne, inter, L, rw, h);
-        dsv4_matmul(&ex->w2, h, ne, ye);
+        dsv4_train_matmul(&ex->w2, h, ne, ye);
         for (int i = 0; i < ne; i++) {
             float *o = out + (size_t)(act->slot[s0 + i] / K) * dim;
             const float *y = ye + (size_t)i * dim;
             for (int d = 0; d < dim; d++) o[d] += y[d];
         }
     }
-    dsv4_matmul(&w->shared.w1, u, T, act->sg);
-    dsv4_matmul(&w->shared.w3, u, T, act->sp);
+    dsv4_train_matmul(&w->shared.w1, u, T, act->sg);
+    dsv4_train_matmul(&w->shared.w3, u, T, act->sp);
     swiglu(act->sg, act->sp, T, inter, L, NULL, h);
-    dsv4_matmul(&w->shared.w2, h, T, ye);
+    dsv4_train_matmul(&w->shared.w2, h, T, ye);
     for (size_t i = 0; i < (size_t)T * dim; i++) out[i] += ye[i];
 done:
     free(xe);
@@ -254,7 +306,8 @@ dsv4_status dsv4_moe_train_backward(const struct dsv4_model *m, const dsv4_moe_w
         }
     }
 
-    /* the router */
+    /* the router, and the balance loss */
+    if (act->balance != 0.0f && !w->hash) dsv4_moe_balance_loss(c, T, act->logits, act->balance, dlogits);
     for (int t = 0; t < T; t++)
         dsv4_moe_route_backward(c, w, act->logits + (size_t)t * E, 0, act->idx + (size_t)t * K, act->weight + (size_t)t * K,
                                 dweight + (size_t)t * K, dlogits + (size_t)t * E);

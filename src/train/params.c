@@ -7,7 +7,11 @@
  * dsv4_linear_dequant_row), pass 2 binds the same structs of `tm->grad` to the gradient
  * buffer. Every matrix becomes an F32 linear, so the inference engine's math runs on the
  * master weights unchanged. The hash-routing tables are not parameters: they are shared by
- * both views and written with the weights. */
+ * both views and written with the weights.
+ *
+ * A view (dsv4_tmodel_new_view) reads the parameters and hash tables of a master model and
+ * owns only its gradients: the data-parallel trainer gives each worker one, so workers
+ * accumulate gradients side by side and the trainer adds them up in a fixed order. */
 #include <stdio.h>
 
 #include "base/base.h"
@@ -17,6 +21,7 @@ typedef struct builder {
     dsv4_tmodel *tm;
     int pass;                      /* 0 layout, 1 values, 2 gradients */
     const struct dsv4_model *src;  /* pass 1: where the values come from (NULL: zeros) */
+    const dsv4_tmodel *share;      /* a master whose parameters and hash tables are viewed */
     float *base;
     int next, cap;
     size_t off;
@@ -110,8 +115,8 @@ static void hash_table(builder *b, dsv4_moe_w *e, const dsv4_moe_w *s) {
     const struct dsv4_config *c = &tm->model.cfg;
     int K = c->n_activated_experts, E = c->n_routed_experts;
     if (b->pass == 0 || b->rc) return;
-    if (b->pass == 2) {
-        e->tid2eid = tm->tid2eid[b->n_hash++];
+    if (b->pass == 2 || b->share) {
+        e->tid2eid = b->pass == 2 ? tm->tid2eid[b->n_hash++] : b->share->tid2eid[b->n_hash++];
         return;
     }
     size_t n = (size_t)c->vocab_size * K;
@@ -236,10 +241,12 @@ void dsv4_tmodel_free(dsv4_tmodel *tm) {
     int n_layers = tm->model.cfg.n_layers;
     free_views(&tm->model, n_layers);
     free_views(&tm->grad, n_layers);
-    for (int i = 0; i < tm->n_tid2eid; i++) free(tm->tid2eid[i]);
+    if (!tm->shared) {
+        for (int i = 0; i < tm->n_tid2eid; i++) free(tm->tid2eid[i]);
+        free(tm->params);
+    }
     free(tm->tid2eid);
     free(tm->table);
-    free(tm->params);
     free(tm->grads);
     free(tm->model.dir);
     dsv4_ws_free(&tm->model.ws);
@@ -261,7 +268,8 @@ static dsv4_status check_limits(const struct dsv4_config *c) {
     return DSV4_OK;
 }
 
-static dsv4_status tmodel_build(const struct dsv4_config *cfg, const struct dsv4_model *src, dsv4_tmodel **out) {
+static dsv4_status tmodel_build(const struct dsv4_config *cfg, const struct dsv4_model *src, const dsv4_tmodel *share,
+                                dsv4_tmodel **out) {
     *out = NULL;
     dsv4_status rc = check_limits(cfg);
     if (rc) return rc;
@@ -271,11 +279,12 @@ static dsv4_status tmodel_build(const struct dsv4_config *cfg, const struct dsv4
     m->cfg = *cfg;
     m->numerics = DSV4_NUMERICS_EXACT;
     pthread_mutex_init(&m->lock, NULL);
-    m->dir = strdup(src ? src->dir : "(training weights)");
+    m->dir = strdup(src ? src->dir : share ? share->model.dir : "(training weights)");
     dsv4_rope_init(&m->rope_plain, cfg->rope_head_dim, cfg->rope_theta, 0, 1.0f, cfg->beta_fast, cfg->beta_slow);
     dsv4_rope_init(&m->rope_yarn, cfg->rope_head_dim, cfg->compress_rope_theta, cfg->original_seq_len, cfg->rope_factor,
                    cfg->beta_fast, cfg->beta_slow);
     tm->grad.cfg = *cfg;
+    tm->shared = share != NULL;
     int n_hash = 0;
     for (int l = 0; l < cfg->n_layers; l++) n_hash += l < cfg->n_hash_layers;
     tm->tid2eid = calloc((size_t)n_hash + 1, sizeof(int32_t *));
@@ -284,19 +293,21 @@ static dsv4_status tmodel_build(const struct dsv4_config *cfg, const struct dsv4
         return dsv4_error(DSV4_ENOMEM, "out of memory for a training model");
     }
     tm->n_tid2eid = n_hash;
+    if (share)
+        for (int i = 0; i < n_hash; i++) tm->tid2eid[i] = share->tid2eid[i];
 
     builder b = {.tm = tm, .pass = 0};
     walk_model(&b, &tm->grad); /* lays out the table; binds nothing yet */
     if (!b.rc) {
         tm->n_floats = b.off;
-        tm->params = dsv4_alloc_aligned(b.off * sizeof(float) + 64, "training weights");
+        tm->params = share ? share->params : dsv4_alloc_aligned(b.off * sizeof(float) + 64, "training weights");
         tm->grads = dsv4_alloc_aligned(b.off * sizeof(float) + 64, "training gradients");
         if (!tm->params || !tm->grads) b.rc = DSV4_ENOMEM;
     }
     int cap = b.cap;
     for (int pass = 1; pass <= 2 && !b.rc; pass++) {
-        b = (builder){.tm = tm, .pass = pass, .src = pass == 1 ? src : NULL, .cap = cap,
-                      .base = pass == 1 ? tm->params : tm->grads};
+        b = (builder){.tm = tm, .pass = pass, .src = pass == 1 ? src : NULL, .share = pass == 1 ? share : NULL,
+                      .cap = cap, .base = pass == 1 ? tm->params : tm->grads};
         walk_model(&b, pass == 1 ? &tm->model : &tm->grad);
     }
     if (b.rc) {
@@ -307,9 +318,15 @@ static dsv4_status tmodel_build(const struct dsv4_config *cfg, const struct dsv4
     return DSV4_OK;
 }
 
-dsv4_status dsv4_tmodel_new(const struct dsv4_config *cfg, dsv4_tmodel **out) { return tmodel_build(cfg, NULL, out); }
+dsv4_status dsv4_tmodel_new(const struct dsv4_config *cfg, dsv4_tmodel **out) { return tmodel_build(cfg, NULL, NULL, out); }
 
-dsv4_status dsv4_tmodel_from_model(const struct dsv4_model *m, dsv4_tmodel **out) { return tmodel_build(&m->cfg, m, out); }
+dsv4_status dsv4_tmodel_from_model(const struct dsv4_model *m, dsv4_tmodel **out) {
+    return tmodel_build(&m->cfg, m, NULL, out);
+}
+
+dsv4_status dsv4_tmodel_new_view(const dsv4_tmodel *master, dsv4_tmodel **out) {
+    return tmodel_build(&master->model.cfg, NULL, master, out);
+}
 
 void dsv4_tmodel_zero_grad(dsv4_tmodel *tm) { memset(tm->grads, 0, tm->n_floats * sizeof(float)); }
 

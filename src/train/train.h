@@ -51,15 +51,25 @@ typedef struct dsv4_tmodel {
     size_t n_floats;
     dsv4_tparam *table;      /* every parameter, in checkpoint order */
     int n_table;
-    int32_t **tid2eid;       /* hash-routing tables owned here, one per hash layer */
+    int32_t **tid2eid;       /* hash-routing tables, one per hash layer */
     int n_tid2eid;
+    bool shared;             /* a view: params and tid2eid belong to a master model */
 } dsv4_tmodel;
 
 /* A model with every parameter zero, to be initialised by the caller; the hash-routing tables
  * get a balanced default (token t's k-th expert is (t*K + k) mod E). */
 dsv4_status dsv4_tmodel_new(const struct dsv4_config *cfg, dsv4_tmodel **out);
+/* The initial weights of training from scratch (init.c documents the rules): std is the
+ * standard deviation of the matrices (initializer_range). */
+void dsv4_tmodel_init(dsv4_tmodel *tm, uint64_t seed, float std);
+/* Hash-routing tables balanced for token frequencies freq[vocab] (NULL: all equal), a
+ * different random table per hash layer. */
+void dsv4_tmodel_init_hash(dsv4_tmodel *tm, const double *freq, uint64_t seed);
 /* fp32 master copies of a loaded model's weights (FP8/FP4 dequantised exactly). */
 dsv4_status dsv4_tmodel_from_model(const struct dsv4_model *m, dsv4_tmodel **out);
+/* A view of a master's parameters (and hash tables) with gradients of its own; the master
+ * must outlive it. */
+dsv4_status dsv4_tmodel_new_view(const dsv4_tmodel *master, dsv4_tmodel **out);
 void dsv4_tmodel_free(dsv4_tmodel *tm);
 void dsv4_tmodel_zero_grad(dsv4_tmodel *tm);
 const dsv4_tparam *dsv4_tmodel_find(const dsv4_tmodel *tm, const char *name);
@@ -112,6 +122,7 @@ typedef struct dsv4_moe_act {
     int *start;        /* [E+1] each expert's range in `slot` */
     float *g, *p;      /* [T*K, inter] routed w1, w3 outputs in `slot` order */
     float *sg, *sp;    /* [T, inter] the shared expert's */
+    float balance;     /* the backward adds balance * dL_bal/dlogits (score-routed layers) */
 } dsv4_moe_act;
 
 typedef struct dsv4_block_act {
@@ -124,19 +135,28 @@ typedef struct dsv4_head_act {
     const float *X;    /* [n, hc, d] final streams */
     float *mixes;      /* [n, hc] */
     float *y, *yn;     /* [n, d] hc_head output, after the final norm */
-    float *logits;     /* [n, vocab] */
+    int n_rows;        /* rows with a loss: logits are computed for these only */
+    int *rows;         /* [n_rows] their positions (ascending) */
+    int32_t *targets;  /* [n_rows] the token each should predict */
+    float *ysel;       /* [n_rows, d] yn of those rows (the head's input) */
+    float *logits;     /* [n_rows, vocab]; without a mask, every row in order */
 } dsv4_head_act;
 
 /* How the forward's losses combine for the backward. */
 typedef struct dsv4_loss_opts {
-    float main;        /* weight of L = mean_i CE(logits_i, ids[i+1]) */
-    float mtp;         /* weight of L_mtp = mean_i CE(mtp_logits_i, ids[i+2]); 0 skips the MTP block */
+    float main;        /* weight of L = mean over targets of CE(logits_i, ids[i+1]) */
+    float mtp;         /* weight of L_mtp = mean over targets of CE(mtp_logits_i, ids[i+2]); 0 skips the
+                        * MTP block */
     float indexer;     /* weight of the indexer loss (the sum over CSA layers of the mean KL
                         * per query, indexer_train.c); 0 skips it */
+    float balance;     /* weight of the sequence-wise balance loss (the sum over score-routed
+                        * MoE layers, the MTP block's included); 0 skips it */
+    const uint8_t *mask; /* NULL: every next token is a target; else ids[i] is one iff mask[i]
+                          * (L: rows i with mask[i+1]; L_mtp: rows i with mask[i+2]) */
 } dsv4_loss_opts;
 
 typedef struct dsv4_losses {
-    double main, mtp, indexer;
+    double main, mtp, indexer, balance;
     int n_main, n_mtp, n_indexer; /* terms averaged (n_indexer: queries over all CSA layers) */
 } dsv4_losses;
 
@@ -172,18 +192,30 @@ void dsv4_tape_free(dsv4_tape *tp);
  * for (L is always computed). */
 dsv4_status dsv4_train_forward(dsv4_tmodel *tm, dsv4_tape *tp, const int32_t *ids, int T, const dsv4_loss_opts *lo,
                                dsv4_losses *out);
-/* Add the gradient of lo.main*L + lo.mtp*L_mtp + lo.indexer*L_idx into tm->grads. */
+/* Add the gradient of lo.main*L + lo.mtp*L_mtp + lo.indexer*L_idx + lo.balance*L_bal into
+ * tm->grads. */
 dsv4_status dsv4_train_backward(dsv4_tmodel *tm, dsv4_tape *tp);
 
-/* ---- matrix products of the backward pass (gemm.c) ---------------------------------------
- * For y[n, rows] = x[n, cols] W^T (dsv4_matmul over an F32 view L):
+/* ---- matrix products of training (gemm.c) -------------------------------------------------
+ * sgemm (OpenBLAS, single-threaded) over a fixed grid of output tiles spread over OpenMP
+ * threads: the results do not depend on the number of threads.
+ * y[n, rows] = x[n, cols] W^T for an F32 view (other formats: dsv4_matmul); _ld: output rows
+ * ldy floats apart. */
+void dsv4_train_matmul(const dsv4_linear *L, const float *x, int n, float *y);
+void dsv4_train_matmul_ld(const dsv4_linear *L, const float *x, int n, float *y, int ldy);
+/* For y[n, rows] = x[n, cols] W^T over an F32 view L:
  *   dx[n, cols] += dy W       (dx may be NULL)
  *   dW[rows, cols] += dy^T x  (dL may be NULL; an F32 view of the gradient)
- * The _ld form takes row strides for x, dy and dx. Both are parallel and deterministic. */
+ * The _ld form takes row strides for x, dy and dx. */
 void dsv4_matmul_backward(const dsv4_linear *L, const float *x, int n, const float *dy, float *dx,
                           const dsv4_linear *dL);
 void dsv4_matmul_backward_ld(const dsv4_linear *L, const float *x, int ldx, int n, const float *dy, int ldy,
                              float *dx, int lddx, const dsv4_linear *dL);
+/* C[M, N] = alpha op(A) op(B) + beta C, row-major (op = transpose when ta / tb), tiled as above. */
+void dsv4_sgemm_tiled(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc);
+/* OpenBLAS to one thread (done by the products themselves; callable early). */
+void dsv4_train_blas_init(void);
 /* The writable data of an F32 view (gradients). */
 static inline float *dsv4_lin_data(const dsv4_linear *L) { return (float *)L->w; }
 
@@ -267,6 +299,9 @@ dsv4_status dsv4_moe_train_forward(const struct dsv4_model *m, const dsv4_moe_w 
 /* dout -> du (added) and gw (gate.bias gets nothing). */
 dsv4_status dsv4_moe_train_backward(const struct dsv4_model *m, const dsv4_moe_w *w, const float *u, int T,
                                     const dsv4_moe_act *act, const float *dout, float *du, const dsv4_moe_w *gw);
+/* The sequence-wise balance loss sum_i f_i P_i of one score-routed layer from its router
+ * logits [T, E] (moe_train.c has the definition); with dlogits, adds scale * its gradient. */
+double dsv4_moe_balance_loss(const struct dsv4_config *c, int T, const float *logits, float scale, float *dlogits);
 /* dsv4_moe_route's gradient: dweight [K] of the chosen experts -> dlogits [E] (added). */
 void dsv4_moe_route_backward(const struct dsv4_config *c, const dsv4_moe_w *w, const float *logits, int32_t token,
                              const int *idx, const float *weight, const float *dweight, float *dlogits);

@@ -47,6 +47,9 @@ static void print_json(const dsv4_bench_result *r, const char *dir) {
     NUM("fma_peak_gflops", r->fma_peak_gflops);
     NUM("prefill_peak_ratio", r->prefill_peak_ratio);
     NUM("expert_peak_ratio", r->expert_peak_ratio);
+    NUM("kv_bytes", r->kv_bytes);
+    NUM("kv_bytes_per_token", r->kv_bytes_per_token);
+    NUM("max_rss_bytes", r->max_rss_bytes);
     NUM("touch_s", r->touch_s);
     /* per CPU-second: what the code achieves while it runs (robust to other jobs) */
     NUM("decode_gb_s_cpu", r->decode_gb_s_cpu);
@@ -82,6 +85,8 @@ static void print_text(const dsv4_bench_result *r, const char *dir) {
     printf("            %.1f GB/s of weights: %.1f%% of the bandwidth measured between the steps (median per step),\n"
            "            %.1f%% of the best STREAM figure before the run\n",
            r->decode_bytes_per_token * r->decode_tok_s / 1e9, 100 * r->decode_bw_ratio, 100 * r->decode_bw_ratio_start);
+    printf("memory      session state %.1f MiB after the run (%.1f B per position); peak resident %.2f GiB\n",
+           r->kv_bytes / 1048576.0, r->kv_bytes_per_token, r->max_rss_bytes / 1073741824.0);
     printf("per CPU-second (what the code does while it runs): decode %.1f GB/s vs reads %.1f GB/s = %.1f%%;\n"
            "            prefill %.1f, experts %.1f GFLOP/s vs FMA peak %.1f = %.1f%%, %.1f%%\n",
            r->decode_gb_s_cpu, r->bw_read_gb_s_cpu, 100 * r->decode_bw_ratio_cpu, r->prefill_gflops_cpu,

@@ -8,6 +8,7 @@
  * Token ids are random: in the hash-routed layers they pick the experts, so a repeated id
  * would let the experts sit in the cache and flatter the bandwidth figure. */
 #include <math.h>
+#include <sys/resource.h>
 #include <omp.h>
 
 #include "base/base.h"
@@ -328,6 +329,10 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
     }
     free(ratio);
     if (rc) goto out;
+    r->kv_bytes = (double)dsv4_session_bytes(s);
+    r->kv_bytes_per_token = r->kv_bytes / dsv4_session_pos(s);
+    struct rusage ru;
+    if (!getrusage(RUSAGE_SELF, &ru)) r->max_rss_bytes = (double)ru.ru_maxrss * 1024.0;
     r->prefill_peak_ratio = r->prefill_gflops / r->fma_peak_gflops;
     r->expert_peak_ratio = r->expert_gflops / r->fma_peak_gflops;
     r->prefill_peak_ratio_cpu = r->prefill_gflops_cpu / r->fma_peak_gflops_cpu;

@@ -58,6 +58,9 @@ typedef struct dsv4_bench_result {
     double decode_gb_s_cpu, bw_read_gb_s_cpu; /* decode weight bytes, burst reads (medians); for
                                                * memory-bound work these also depend on how many
                                                * threads happen to run at once */
+    /* memory: the session's state after the run (window, compressed rows, indexer keys, in the
+     * formats it stores them), per position, and the process's peak resident set */
+    double kv_bytes, kv_bytes_per_token, max_rss_bytes;
     /* ratios */
     double decode_bw_ratio;     /* per step: bytes / step time / the bandwidth right after it (median) */
     double decode_bw_ratio_start; /* decode bytes/token x tok/s / max(copy, triad, read) before the run */

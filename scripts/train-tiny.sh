@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# train-tiny.sh: rebuild the embedded model models/tiny/ from nothing, the way it was made.
+#
+#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 2 hours on 2 cores)
+#
+# 1. the data: a byte-level BPE tokenizer (4096 tokens, DeepSeek-V4's special tokens) trained on
+#    the Debian `fortunes` corpus, and the generated task families (docs/training-data.md);
+# 2. `dsv4 train` with configs/tiny.json (1300 steps of 8 x 512 tokens: a dense-indexer phase,
+#    then prompts up to 2K, then up to 4K tokens); interrupt it at any time and run the script
+#    again: it resumes from the last checkpoint;
+# 3. `dsv4 quantize` into the release formats (FP8 linears, FP4 routed experts) in models/tiny/.
+# The run that made the shipped model was stopped at step 550 of a 2000-step schedule and resumed
+# with this one (the first 550 steps are the same under both: same warm-up, same data order).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+dsv4=${DSV4:-$here/build/dsv4}
+work=${1:-/tmp/dsv4-tiny}
+export OMP_WAIT_POLICY=PASSIVE
+mkdir -p "$work"
+if [ ! -f "$work/data/manifest.json" ]; then
+  "$dsv4" data build --out "$work/data" --seed 1 --vocab 4096 \
+    --count arith=60000 --count table=30000 --count needle=16000 --count tools=12000 --count text=0 --count chat=6000 \
+    --needle-min 256 --needle-max 4096
+fi
+resume=()
+[ -f "$work/run/trainer.json" ] && resume=(--resume)
+"$dsv4" train --config "$here/configs/tiny.json" --data "$work/data" --out "$work/run" "${resume[@]}"
+"$dsv4" quantize "$work/run" "$here/models/tiny"
+cp "$work/run/loss.svg" "$here/models/tiny/loss.svg"

@@ -13,9 +13,10 @@
 #include "kernels/linear.h"
 
 static const char *usage =
-    "usage: dsv4 bench [-m DIR] [--json] [--prefill N] [--decode N] [--depth N] [--threads N]\n"
+    "usage: dsv4 bench [-m DIR] [--json] [--prefill N [--chunk C]] [--decode N] [--depth N] [--threads N]\n"
     "                  [--seed S] [--kernels portable|avx2|avx512] [--numerics exact|default]\n"
-    "  --prefill N  prompt tokens timed in one call (default 512; 0: none)\n"
+    "  --prefill N  prompt tokens timed (default 512; 0: none)\n"
+    "  --chunk C    feed the prompt C tokens per call (default: one call)\n"
     "  --decode N   decode steps timed (default 16)\n"
     "  --depth N    decode at position N with a synthetically filled session\n"
     "               (default: right after the prefill)\n";
@@ -96,7 +97,7 @@ static void print_text(const dsv4_bench_result *r, const char *dir) {
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench", *dir = NULL, *kernels = NULL;
     bool json = false;
-    long long prefill = 512, decode = 16, depth = 0, seed = 1;
+    long long prefill = 512, chunk = 0, decode = 16, depth = 0, seed = 1;
     dsv4_open_opts opts = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -112,6 +113,8 @@ int cmd_bench(int argc, char **argv) {
             json = true;
         } else if (cli_is(a, NULL, "--prefill")) {
             if (!cli_int(cli_value(argc, argv, &i), 0, 1 << 20, &prefill)) return cli_fail(cmd, "--prefill needs a count"), 2;
+        } else if (cli_is(a, NULL, "--chunk")) {
+            if (!cli_int(cli_value(argc, argv, &i), 1, 1 << 20, &chunk)) return cli_fail(cmd, "--chunk needs a positive count"), 2;
         } else if (cli_is(a, NULL, "--decode")) {
             if (!cli_int(cli_value(argc, argv, &i), 1, 1 << 20, &decode)) return cli_fail(cmd, "--decode needs a positive count"), 2;
         } else if (cli_is(a, NULL, "--depth")) {
@@ -138,7 +141,7 @@ int cmd_bench(int argc, char **argv) {
     }
     dsv4_model *m;
     if (dsv4_model_open(dir, &opts, &m)) return cli_fail_lib(cmd, NULL);
-    dsv4_bench_opts bo = {.prefill = (int)prefill, .decode = (int)decode, .depth = (int)depth, .seed = (uint64_t)seed,
+    dsv4_bench_opts bo = {.prefill = (int)prefill, .chunk = (int)chunk, .decode = (int)decode, .depth = (int)depth, .seed = (uint64_t)seed,
                           .progress = json ? NULL : cli_progress};
     dsv4_bench_result r;
     int rc = 0;

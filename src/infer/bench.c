@@ -248,12 +248,17 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
     int depth = o->depth > 0 ? o->depth : P;
     if ((rc = dsv4_session_new(m, DSV4_MAX(depth, P) + D + warm + 2, &s))) goto out;
 
-    /* prefill: one call */
+    /* prefill: one call, or chunks of o->chunk tokens */
     if (P > 0) {
         progress(o, "prefill", 0.3);
         uint64_t f0 = dsv4_matmul_flops();
         double t0 = dsv4_now(), c0 = dsv4_cpu_now();
-        if ((rc = dsv4_forward(s, ids, P, DSV4_LOGITS_LAST, logits))) goto out;
+        int C = o->chunk > 0 ? o->chunk : P;
+        for (int i = 0; i < P && !rc; i += C) {
+            rc = dsv4_forward(s, ids + i, DSV4_MIN(C, P - i), DSV4_LOGITS_LAST, logits);
+            if (P > C) progress(o, "prefill", 0.3 + 0.3 * DSV4_MIN(i + C, P) / P);
+        }
+        if (rc) goto out;
         r->prefill_s = dsv4_now() - t0;
         double prefill_cpu = dsv4_cpu_now() - c0;
         /* the peak again, right after: the larger of the two is the (conservative) reference */

@@ -21,7 +21,9 @@
 #include "dsv4.h"
 
 typedef struct dsv4_bench_opts {
-    int prefill;     /* prompt tokens fed in one call (0: no prefill measurement) */
+    int prefill;     /* prompt tokens timed (0: no prefill measurement) */
+    int chunk;       /* fed this many per call (0: all in one call): long prompts, as a
+                      * server or `dsv4 run` feeds them, in bounded memory */
     int decode;      /* decode steps timed (after a few untimed ones) */
     int depth;       /* > 0: decode at this position, the session filled with random rows
                       * instead of a real prefill; 0: decode right after the prefill */

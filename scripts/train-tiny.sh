@@ -6,8 +6,10 @@
 # 1. the data: a byte-level BPE tokenizer (4096 tokens, DeepSeek-V4's special tokens) trained on
 #    the Debian `fortunes` corpus, and the generated task families (docs/training-data.md);
 # 2. `dsv4 train` with configs/tiny.json (1300 steps of 8 x 512 tokens: a dense-indexer phase,
-#    then prompts up to 2K, then up to 4K tokens); interrupt it at any time and run the script
-#    again: it resumes from the last checkpoint;
+#    then prompts up to 2K, then up to 4K tokens), then configs/tiny-stage2.json (the same run
+#    continued to step 2100 at a lower learning rate, weighted toward tables, needles and tool
+#    calls); interrupt it at any time and run the script again: it resumes from the last
+#    checkpoint;
 # 3. `dsv4 quantize` into the release formats (FP8 linears, FP4 routed experts) in models/tiny/.
 # The run that made the shipped model was stopped at step 550 of a 2000-step schedule and resumed
 # with this one (the first 550 steps are the same under both: same warm-up, same data order).
@@ -22,8 +24,10 @@ if [ ! -f "$work/data/manifest.json" ]; then
     --count arith=60000 --count table=30000 --count needle=16000 --count tools=12000 --count text=0 --count chat=6000 \
     --needle-min 256 --needle-max 4096
 fi
-resume=()
-[ -f "$work/run/trainer.json" ] && resume=(--resume)
-"$dsv4" train --config "$here/configs/tiny.json" --data "$work/data" --out "$work/run" "${resume[@]}"
+for config in tiny tiny-stage2; do
+  resume=()
+  [ -f "$work/run/trainer.json" ] && resume=(--resume)
+  "$dsv4" train --config "$here/configs/$config.json" --data "$work/data" --out "$work/run" "${resume[@]}"
+done
 "$dsv4" quantize "$work/run" "$here/models/tiny"
 cp "$work/run/loss.svg" "$here/models/tiny/loss.svg"

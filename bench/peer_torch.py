@@ -15,7 +15,9 @@ are replaced by the plain-torch functions of this file, which compute what the k
                              stored format (one byte per e4m3, two e2m1 per byte) and are expanded
                              by table lookup a slab of rows at a time, inside each call, as the GPU
                              kernels do: memory stays bounded by the checkpoint's size, and the
-                             cost measured is the reference's own way of computing on a CPU;
+                             cost measured is the reference's own way of computing on a CPU.
+                             With --weights fp32 they are expanded once at load instead (4 bytes
+                             per e4m3 or e2m1 value): PyTorch's best case, when memory allows;
   sparse_attn                attention over the gathered top-k rows with the per-head sink;
   hc_split_sinkhorn          the mHC pre/post weights and the Sinkhorn-normalised mixing matrix;
   hadamard_transform         the Walsh-Hadamard butterfly.
@@ -37,7 +39,8 @@ is the time of the model's computation and of nothing else.
 Output: one JSON object on stdout (prefill_tok_s, decode_tok_s, the check, load time, peak RSS).
 
   /usr/bin/python3 bench/peer_torch.py MODEL_DIR --ref-dir REF_DIR [--prefill N] [--decode D]
-                  [--threads T] [--seed S] [--check F.npy] [--tol X]
+                  [--threads T] [--seed S] [--weights stored|fp32] [--check EXACT.npy] [--tol X]
+                  [--compare DEFAULT.npy]
   /usr/bin/python3 bench/peer_torch.py MODEL_DIR --write-ids F.json [--prefill N] [--seed S]
 """
 import argparse
@@ -160,45 +163,47 @@ def _scaled_activations(a, a_s):
     return (a.reshape(m, k // 128, 128).float() * a_s.reshape(m, -1, 1).float()).reshape(m, k)
 
 
-def _slab_gemm(x, n, k, expand):
-    """x [m, k] times the transpose of a weight [n, k] that expand(r0, r1) yields a slab at a time."""
-    rows = max(128, SLAB // k // 128 * 128)
-    out = torch.empty(x.size(0), n)
-    for r0 in range(0, n, rows):
-        r1 = min(n, r0 + rows)
-        torch.matmul(x, expand(r0, r1).t(), out=out[:, r0:r1])
-    return out
+def expand_fp8(b, b_s, r0, r1):
+    """Rows r0..r1 of an e4m3 weight [n, k] with per-(128, 128) scales, as fp32 (exact)."""
+    k = b.size(1)
+    w = torch.index_select(E4M3, 0, b[r0:r1].view(torch.uint8).reshape(-1).int()).view(r1 - r0, k // 128, 128)
+    s = e8m0(b_s[torch.arange(r0, r1) // 128])                 # [rows, k/128]
+    return (w * s[:, :, None]).view(r1 - r0, k)
+
+
+def expand_fp4(b, b_s, r0, r1):
+    """Rows r0..r1 of a packed e2m1 weight [n, k/2] with per-(row, 32) scales, as fp32 (exact)."""
+    k = 2 * b.size(1)
+    w = torch.index_select(E2M1_PAIRS, 0, b[r0:r1].view(torch.uint8).reshape(-1).int()).view(r1 - r0, k // 32, 32)
+    return (w * e8m0(b_s[r0:r1])[:, :, None]).view(r1 - r0, k)
+
+
+def _gemm(a, a_s, b, b_s, expand):
+    """C = A . B^T for a quantised B: its fp32 copy if --weights fp32 made one, else B expanded a
+    slab of rows at a time."""
+    k = a.size(-1)
+    x = _scaled_activations(a, a_s)
+    whole = getattr(b, 'fp32', None)
+    if whole is not None:
+        c = x @ whole.t()
+    else:
+        n = b.size(0)
+        rows = max(128, SLAB // k // 128 * 128)
+        c = torch.empty(x.size(0), n)
+        for r0 in range(0, n, rows):
+            r1 = min(n, r0 + rows)
+            torch.matmul(x, expand(b, b_s, r0, r1).t(), out=c[:, r0:r1])
+    return c.to(torch.get_default_dtype()).reshape(*a.shape[:-1], c.size(1))
 
 
 def fp8_gemm(a, a_s, b, b_s, scale_dtype=None):
     """C = A . B^T, A e4m3 with per-(row, 128) scales, B e4m3 [n, k] with per-(128, 128) scales."""
-    k = a.size(-1)
-    n = b.size(0)
-    bits = b.view(torch.uint8)
-    ws = e8m0(b_s)
-
-    def expand(r0, r1):
-        w = torch.index_select(E4M3, 0, bits[r0:r1].reshape(-1).int()).view(r1 - r0, k // 128, 128)
-        s = ws[torch.arange(r0, r1) // 128]                    # [rows, k/128]
-        return (w * s[:, :, None]).view(r1 - r0, k)
-
-    c = _slab_gemm(_scaled_activations(a, a_s), n, k, expand)
-    return c.to(torch.get_default_dtype()).reshape(*a.shape[:-1], n)
+    return _gemm(a, a_s, b, b_s, expand_fp8)
 
 
 def fp4_gemm(a, a_s, b, b_s, scale_dtype=None):
     """C = A . B^T, A e4m3 with per-(row, 128) scales, B e2m1 packed [n, k/2] with per-(row, 32) scales."""
-    k = a.size(-1)
-    n = b.size(0)
-    bits = b.view(torch.uint8)
-    ws = e8m0(b_s)
-
-    def expand(r0, r1):
-        w = torch.index_select(E2M1_PAIRS, 0, bits[r0:r1].reshape(-1).int()).view(r1 - r0, k // 32, 32)
-        return (w * ws[r0:r1, :, None]).view(r1 - r0, k)
-
-    c = _slab_gemm(_scaled_activations(a, a_s), n, k, expand)
-    return c.to(torch.get_default_dtype()).reshape(*a.shape[:-1], n)
+    return _gemm(a, a_s, b, b_s, expand_fp4)
 
 
 def sparse_attn(q, kv, attn_sink, topk_idxs, softmax_scale):
@@ -368,6 +373,22 @@ def load_weights(model, model_dir):
             mod.weight.scale = mod.scale
 
 
+def expand_all(model):
+    """--weights fp32: every e4m3/e2m1 weight expanded to fp32 once, kept as weight.fp32. Refused
+    when it would not fit in the memory available now (with 2 GiB to spare)."""
+    quantised = [m.weight for m in model.modules()
+                 if hasattr(m, 'weight') and getattr(m.weight, 'scale', None) is not None
+                 and m.weight.dtype in (torch.int8, torch.uint8)]
+    need = sum(4 * w.numel() * (2 if w.dtype == torch.uint8 else 1) for w in quantised)
+    avail = next(int(l.split()[1]) * 1024 for l in open('/proc/meminfo') if l.startswith('MemAvailable:'))
+    if need > avail - (2 << 30):
+        sys.exit(f'peer_torch: --weights fp32 needs {need / 2**30:.1f} GiB more, {avail / 2**30:.1f} GiB are '
+                 'available: use --weights stored')
+    for w in quantised:
+        expand = expand_fp4 if w.dtype == torch.uint8 else expand_fp8
+        w.fp32 = expand(w, w.scale, 0, w.size(0))
+
+
 # ---- the run ------------------------------------------------------------------------------------
 
 def first_steps(model, ids, n):
@@ -403,6 +424,9 @@ def main():
                     help='largest |logit difference| accepted by --check, relative to max(1, largest |logit|)')
     ap.add_argument('--compare', metavar='DEFAULT.npy',
                     help="dsv4's logits of the same ids in default numerics: reported for the timed run")
+    ap.add_argument('--weights', choices=('stored', 'fp32'), default='stored',
+                    help='stored: FP8/FP4 weights expanded inside each matmul (bounded memory, the default); '
+                         'fp32: expanded once at load (4-8x the memory, PyTorch\'s best case)')
     ap.add_argument('--write-ids', metavar='F.json', help='write the first N+1 ids as JSON and stop')
     o = ap.parse_args()
     if o.prefill < 1 or o.decode < 1:
@@ -422,8 +446,10 @@ def main():
     t0 = time.perf_counter()
     model = M.Transformer(model_args(M, cfg, (P + WARM + o.decode + 1 + 127) // 128 * 128))
     load_weights(model, o.model_dir)
+    if o.weights == 'fp32':
+        expand_all(model)
     result = {'model': o.model_dir, 'engine': 'official model.py, torch ' + torch.__version__,
-              'threads': torch.get_num_threads(), 'load_s': time.perf_counter() - t0}
+              'weights': o.weights, 'threads': torch.get_num_threads(), 'load_s': time.perf_counter() - t0}
 
     with torch.inference_mode():
         if o.check:

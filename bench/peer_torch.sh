@@ -18,7 +18,8 @@
 # and pass DSV4/inference. It is DeepSeek's code and is not part of this repository.
 #
 #   bash bench/peer_torch.sh MODEL_DIR REF_DIR [N] [D]        (N: 64, D: 4)
-#   environment: THREADS (2), SEED (1), DSV4 (build/dsv4), PYTHON (/usr/bin/python3, with Debian's
+#   environment: THREADS (2), SEED (1), WEIGHTS (stored: FP8/FP4 weights expanded inside each
+#                matmul; fp32: expanded once at load, PyTorch's best case if memory allows), DSV4 (build/dsv4), PYTHON (/usr/bin/python3, with Debian's
 #                python3-torch and python3-numpy)
 # Heavy runs on a shared machine: `nice -n 19 bash bench/peer_torch.sh ...`.
 set -euo pipefail
@@ -28,7 +29,7 @@ if [ $# -lt 2 ]; then
   exit 2
 fi
 model=$1 ref=$2 N=${3:-64} D=${4:-4}
-THREADS=${THREADS:-2} SEED=${SEED:-1} DSV4=${DSV4:-$here/build/dsv4} PYTHON=${PYTHON:-/usr/bin/python3}
+THREADS=${THREADS:-2} SEED=${SEED:-1} WEIGHTS=${WEIGHTS:-stored} DSV4=${DSV4:-$here/build/dsv4} PYTHON=${PYTHON:-/usr/bin/python3}
 export OMP_WAIT_POLICY=PASSIVE
 
 fail() { echo "peer_torch.sh: $*" >&2; exit 1; }
@@ -50,16 +51,16 @@ done
 
 echo "== dsv4 bench ($THREADS threads): prefill $N tokens, decode $D"
 "$DSV4" bench -m "$model" --prefill "$N" --decode "$D" --threads "$THREADS" --seed "$SEED" --json >"$tmp/dsv4.json"
-echo "== official model.py on PyTorch $("$PYTHON" -c 'import torch; print(torch.__version__)') ($THREADS threads)"
+echo "== official model.py on PyTorch $("$PYTHON" -c 'import torch; print(torch.__version__)') ($THREADS threads, weights $WEIGHTS)"
 "$PYTHON" "$here/bench/peer_torch.py" "$model" --ref-dir "$ref" --prefill "$N" --decode "$D" --threads "$THREADS" \
-  --seed "$SEED" --check "$tmp/exact.npy" --compare "$tmp/default.npy" >"$tmp/torch.json" ||
+  --seed "$SEED" --weights "$WEIGHTS" --check "$tmp/exact.npy" --compare "$tmp/default.npy" >"$tmp/torch.json" ||
   { cat "$tmp/torch.json"; fail "the PyTorch run failed"; }
 
 "$PYTHON" - "$tmp/dsv4.json" "$tmp/torch.json" <<'PY'
 import json, sys
 d, t = (json.load(open(p)) for p in sys.argv[1:3])
 c, v = t["check_exact"], t["timed_vs_dsv4_default"]
-print(f"model {t['model']}, {t['threads']} threads; PyTorch: load {t['load_s']:.1f} s, "
+print(f"model {t['model']}, {t['threads']} threads; PyTorch: weights {t['weights']}, load {t['load_s']:.1f} s, "
       f"peak RSS {t['max_rss_bytes'] / 2**30:.2f} GiB")
 print(f"check, exact numerics: |logits - dsv4| <= {max(c['max_abs_diff_prefill'], c['max_abs_diff_decode']):.2e} "
       f"(largest |logit| {c['max_abs_logit']:.3g}, tolerance {c['tol']:.2e})")

@@ -4,11 +4,10 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # fortunes: the English text of the training data (dsv4 data build reads /usr/share/games/fortunes).
-# gcc-aarch64-linux-gnu, qemu-user: the NEON kernels are cross-compiled and run under qemu
-# (tests/neon.test.sh).
-PKGS="build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libpcre2-dev libopenblas-dev fortunes curl
-      gcc-aarch64-linux-gnu qemu-user"
+PKGS="build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libpcre2-dev libopenblas-dev fortunes curl"
 missing=""
+# The NEON kernels are cross-compiled and run under qemu (tests/neon.test.sh).
+PKGS="$PKGS gcc-aarch64-linux-gnu qemu-user"
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq

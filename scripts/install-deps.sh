@@ -7,6 +7,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # libicu-dev: Unicode normalisation (NFKC/NFD) for the V4.1 Engram vocabulary.
 PKGS="build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libpcre2-dev libopenblas-dev fortunes curl libicu-dev"
 missing=""
+# The NEON kernels are cross-compiled and run under qemu (tests/neon.test.sh).
+PKGS="$PKGS gcc-aarch64-linux-gnu qemu-user"
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq

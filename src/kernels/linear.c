@@ -102,6 +102,12 @@ void dsv4_linear_dequant_row(const dsv4_linear *L, int r, float *out) {
     }
 }
 
+/* The definition rounds every product, then every sum: C11 (GCC's -std=c11) never fuses
+ * s += a * b into one multiply-add, but clang does within an expression unless told not to.
+ * The AVX2 and NEON sets reproduce this order bit for bit on CPUs whose base ISA has FMA. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 static float dot_f32_portable(const float *a, const float *b, int n) {
     float s[8] = {0};
     int i = 0;
@@ -159,7 +165,8 @@ bool dsv4_bf16_exact(const float *x, size_t n) {
 
 static const dsv4_kernel_set *active;
 
-/* The x86-64 SIMD sets (linear_x86.c picks what the CPU runs); other targets are portable. */
+/* The SIMD sets of x86-64 (linear_x86.c picks what the CPU runs) and of AArch64
+ * (linear_arm.c); other targets are portable. */
 #if defined(__x86_64__)
 const dsv4_kernel_set *dsv4_kernels_x86_best(void);
 int dsv4_kernels_x86_list(const dsv4_kernel_set **out, int max);
@@ -167,22 +174,32 @@ int dsv4_kernels_x86_list(const dsv4_kernel_set **out, int max);
 static const dsv4_kernel_set *dsv4_kernels_x86_best(void) { return NULL; }
 static int dsv4_kernels_x86_list(const dsv4_kernel_set **out, int max) { return 0; }
 #endif
+#if defined(__aarch64__)
+const dsv4_kernel_set *dsv4_kernels_arm_best(void);
+int dsv4_kernels_arm_list(const dsv4_kernel_set **out, int max);
+#else
+static const dsv4_kernel_set *dsv4_kernels_arm_best(void) { return NULL; }
+static int dsv4_kernels_arm_list(const dsv4_kernel_set **out, int max) { return 0; }
+#endif
 
 const dsv4_kernel_set *dsv4_kernels_best(void) {
     const dsv4_kernel_set *k = dsv4_kernels_x86_best();
+    if (!k) k = dsv4_kernels_arm_best();
     return k ? k : &dsv4_kernels_portable;
 }
 
 int dsv4_kernels_available(const dsv4_kernel_set **out, int max) {
     int n = 0;
     if (n < max) out[n++] = &dsv4_kernels_portable;
-    return n + dsv4_kernels_x86_list(out + n, max - n);
+    n += dsv4_kernels_x86_list(out + n, max - n);
+    return n + dsv4_kernels_arm_list(out + n, max - n);
 }
 
 const dsv4_kernel_set *dsv4_kernels(void) {
     const dsv4_kernel_set *k = __atomic_load_n(&active, __ATOMIC_ACQUIRE);
     if (!k) {
-        /* DSV4_KERNELS names a set (portable, avx2, avx512); unknown or absent: the best */
+        /* DSV4_KERNELS names a set (portable, avx2, avx512, neon, neon-bf16); unknown or absent:
+         * the best */
         const char *env = getenv("DSV4_KERNELS");
         const dsv4_kernel_set *sets[8];
         int n = dsv4_kernels_available(sets, 8);

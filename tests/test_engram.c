@@ -180,10 +180,40 @@ static void test_placements(void) {
     for (int k = 0; k < 3; k++) free(got[k]);
 }
 
+/* numpy's bounded integers on every path (values printed by numpy 1.24's
+ * np.random.default_rng(seed).integers(0, high, n)): 32-bit Lemire with rejections, the full
+ * 32-bit range, 64-bit Lemire, and the degenerate range. */
+static void test_numpy_integers(void) {
+    static const struct {
+        uint64_t seed;
+        int64_t high;
+        int n;
+        int64_t want[8];
+    } cases[] = {
+        {7, 1000, 5, {944, 625, 684, 897, 578}},
+        {5, 2, 6, {1, 1, 0, 1, 0, 1}},
+        {10007, 3221225473LL, 8, {483169958, 2652043824LL, 1997018920, 167495920, 1764548960, 964627058, 2560515391LL, 991374426}},
+        {7, 4294967296LL, 3, {4058335883LL, 2684764585LL, 2938530453LL}},
+        {7, 1099511627776LL, 3, {687299734001LL, 986497006767LL, 852875435924LL}},
+        {3, 1, 4, {0, 0, 0, 0}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t got[8];
+        CHECK(dsv4_numpy_integers(cases[c].seed, cases[c].high, cases[c].n, got) == DSV4_OK, "integers: %s", dsv4_errmsg());
+        for (int i = 0; i < cases[c].n; i++)
+            CHECK(got[i] == cases[c].want[i], "numpy integers seed %llu high %lld [%d]: %lld, numpy gives %lld",
+                  (unsigned long long)cases[c].seed, (long long)cases[c].high, i, (long long)got[i],
+                  (long long)cases[c].want[i]);
+    }
+    int64_t x;
+    CHECK(dsv4_numpy_integers(1, 0, 1, &x) != DSV4_OK, "a bound of 0 is refused");
+}
+
 int main(void) {
     test_hand_hash();
     test_reference_constants();
     test_flash_constants();
+    test_numpy_integers();
     test_synthetic_map();
     test_normalizer();
     test_placements();

@@ -31,7 +31,7 @@
 
 /* ---- hashing (engram_hash.c) ---------------------------------------------------------------- */
 
-/* numpy.random.default_rng(seed).integers(0, high, size=n, dtype=int64) for 2^32 < high. */
+/* numpy.random.default_rng(seed).integers(0, high, size=n, dtype=int64), high >= 1. */
 dsv4_status dsv4_numpy_integers(uint64_t seed, int64_t high, int n, int64_t *out);
 
 /* The hash multipliers of one Engram layer: 2 * integers(0, bound) + 1 with

@@ -96,24 +96,54 @@ static void pcg_seed(pcg64 *r, uint64_t seed) {
     pcg_step(r);
 }
 
-dsv4_status dsv4_numpy_integers(uint64_t seed, int64_t high, int n, int64_t *out) {
-    if (high <= ((int64_t)1 << 32) + 1)
-        return dsv4_error(DSV4_EUNSUPPORTED, "numpy integers: bound %lld takes numpy's 32-bit path, not implemented",
-                          (long long)high);
+/* numpy's 32-bit draw (pcg64_next32): one 64-bit output serves two draws, low half first. */
+typedef struct {
     pcg64 r;
-    pcg_seed(&r, seed);
-    uint64_t rng = (uint64_t)high - 1, excl = rng + 1; /* closed interval [0, rng] */
+    bool has32;
+    uint32_t next32;
+} pcg64_32;
+
+static uint32_t pcg_next32(pcg64_32 *g) {
+    if (g->has32) {
+        g->has32 = false;
+        return g->next32;
+    }
+    uint64_t v = pcg_next(&g->r);
+    g->has32 = true;
+    g->next32 = (uint32_t)(v >> 32);
+    return (uint32_t)v;
+}
+
+/* numpy's Generator.integers(0, high, n) (int64, closed range [0, rng], rng = high - 1): Lemire's
+ * bounded method on 64-bit draws, or on 32-bit draws when rng fits 32 bits (numpy's
+ * random_bounded_uint64_fill: a full 32-bit range takes the draws as they are). */
+dsv4_status dsv4_numpy_integers(uint64_t seed, int64_t high, int n, int64_t *out) {
+    if (high < 1) return dsv4_error(DSV4_EINVAL, "numpy integers: bound %lld is not positive", (long long)high);
+    pcg64_32 g = {0};
+    pcg_seed(&g.r, seed);
+    uint64_t rng = (uint64_t)high - 1;
     for (int i = 0; i < n; i++) {
-        u128 m = (u128)pcg_next(&r) * excl;
-        uint64_t left = (uint64_t)m;
-        if (left < excl) {
-            uint64_t threshold = (UINT64_MAX - rng) % excl;
-            while (left < threshold) {
-                m = (u128)pcg_next(&r) * excl;
-                left = (uint64_t)m;
+        if (rng == 0) {
+            out[i] = 0;
+        } else if (rng == UINT32_MAX) {
+            out[i] = pcg_next32(&g);
+        } else if (rng < UINT32_MAX) {
+            uint32_t excl = (uint32_t)rng + 1;
+            uint64_t m = (uint64_t)pcg_next32(&g) * excl;
+            if ((uint32_t)m < excl) {
+                uint32_t threshold = (UINT32_MAX - (uint32_t)rng) % excl;
+                while ((uint32_t)m < threshold) m = (uint64_t)pcg_next32(&g) * excl;
             }
+            out[i] = (int64_t)(m >> 32);
+        } else {
+            uint64_t excl = rng + 1;
+            u128 m = (u128)pcg_next(&g.r) * excl;
+            if ((uint64_t)m < excl) {
+                uint64_t threshold = (UINT64_MAX - rng) % excl;
+                while ((uint64_t)m < threshold) m = (u128)pcg_next(&g.r) * excl;
+            }
+            out[i] = (int64_t)(m >> 64);
         }
-        out[i] = (int64_t)(m >> 64);
     }
     return DSV4_OK;
 }

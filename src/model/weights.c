@@ -246,25 +246,13 @@ static dsv4_status bind_expert(binder *b, const char *prefix, lin_kind kind, dsv
 
 /* One transformer block: layers.L. or mtp.0. (prefix), with layer id `id` (the MTP block's id
  * is n_layers, which selects its compression ratio and routing kind). */
-static dsv4_status bind_block(binder *b, const char *prefix, int id, dsv4_layer_w *L) {
-    struct dsv4_model *m = b->m;
-    const struct dsv4_config *c = &m->cfg;
+/* The projections every attention layer has, V4 and V4.1 alike: the sink, the low-rank query
+ * (wq_a, q_norm, wq_b), the single KV head (wkv, kv_norm) and the grouped output (wo_a, wo_b). */
+static dsv4_status bind_attn_core(binder *b, const char *prefix, dsv4_attn_w *a) {
+    const struct dsv4_config *c = &b->m->cfg;
+    int H = c->n_heads, D = c->head_dim;
     char n[256];
     dsv4_status rc;
-    int mix = (2 + c->hc_mult) * c->hc_mult;
-    L->id = id;
-    if ((rc = bind_hc(b, prefix, "hc_attn", mix, 3, &L->hc_attn)) || (rc = bind_hc(b, prefix, "hc_ffn", mix, 3, &L->hc_ffn)))
-        return rc;
-    snprintf(n, sizeof n, "%sattn_norm.weight", prefix);
-    if ((rc = load_vec(b, n, c->dim, &L->attn_norm))) return rc;
-    snprintf(n, sizeof n, "%sffn_norm.weight", prefix);
-    if ((rc = load_vec(b, n, c->dim, &L->ffn_norm))) return rc;
-
-    /* attention */
-    dsv4_attn_w *a = &L->attn;
-    int H = c->n_heads, D = c->head_dim;
-    a->ratio = c->compress_ratios[id];
-    a->rope = a->ratio ? &m->rope_yarn : &m->rope_plain;
     snprintf(n, sizeof n, "%sattn.attn_sink", prefix);
     if ((rc = load_vec(b, n, H, &a->sink))) return rc;
     snprintf(n, sizeof n, "%sattn.wq_a", prefix);
@@ -283,6 +271,29 @@ static dsv4_status bind_block(binder *b, const char *prefix, int id, dsv4_layer_
     if ((rc = bind_linear(b, n, c->o_groups * c->o_lora_rank, H * D / c->o_groups, LIN_DENSE, false, &a->wo_a))) return rc;
     snprintf(n, sizeof n, "%sattn.wo_b", prefix);
     if ((rc = bind_linear(b, n, c->dim, c->o_groups * c->o_lora_rank, LIN_DENSE, true, &a->wo_b))) return rc;
+    return DSV4_OK;
+}
+
+static dsv4_status bind_block(binder *b, const char *prefix, int id, dsv4_layer_w *L) {
+    struct dsv4_model *m = b->m;
+    const struct dsv4_config *c = &m->cfg;
+    char n[256];
+    dsv4_status rc;
+    int mix = (2 + c->hc_mult) * c->hc_mult;
+    L->id = id;
+    if ((rc = bind_hc(b, prefix, "hc_attn", mix, 3, &L->hc_attn)) || (rc = bind_hc(b, prefix, "hc_ffn", mix, 3, &L->hc_ffn)))
+        return rc;
+    snprintf(n, sizeof n, "%sattn_norm.weight", prefix);
+    if ((rc = load_vec(b, n, c->dim, &L->attn_norm))) return rc;
+    snprintf(n, sizeof n, "%sffn_norm.weight", prefix);
+    if ((rc = load_vec(b, n, c->dim, &L->ffn_norm))) return rc;
+
+    /* attention */
+    dsv4_attn_w *a = &L->attn;
+    int D = c->head_dim;
+    a->ratio = c->compress_ratios[id];
+    a->rope = a->ratio ? &m->rope_yarn : &m->rope_plain;
+    if ((rc = bind_attn_core(b, prefix, a))) return rc;
     if (a->ratio) {
         snprintf(n, sizeof n, "%sattn.compressor", prefix);
         if ((rc = bind_compressor(b, n, a->ratio, D, false, &a->comp))) return rc;
@@ -433,7 +444,7 @@ static dsv4_status bind_block_v41(binder *b, const char *prefix, int id, dsv4_la
     const struct dsv4_config *c = &m->cfg;
     char n[256];
     dsv4_status rc;
-    int mix = (2 + c->hc_mult) * c->hc_mult, H = c->n_heads, D = c->head_dim;
+    int mix = (2 + c->hc_mult) * c->hc_mult;
     bool stage = id >= c->n_layers;
     L->id = id;
     L->engram = stage ? -1 : dsv4_config_engram_index(c, id);
@@ -449,22 +460,7 @@ static dsv4_status bind_block_v41(binder *b, const char *prefix, int id, dsv4_la
     a->ratio = c->compress_ratios[id];
     a->rope = a->ratio ? &m->rope_yarn : &m->rope_plain;
     a->kv_src = a->index_src = -1;
-    snprintf(n, sizeof n, "%sattn.attn_sink", prefix);
-    if ((rc = load_vec(b, n, H, &a->sink))) return rc;
-    snprintf(n, sizeof n, "%sattn.wq_a", prefix);
-    if ((rc = bind_linear(b, n, c->q_lora_rank, c->dim, LIN_DENSE, true, &a->wq_a))) return rc;
-    snprintf(n, sizeof n, "%sattn.q_norm.weight", prefix);
-    if ((rc = load_vec(b, n, c->q_lora_rank, &a->q_norm))) return rc;
-    snprintf(n, sizeof n, "%sattn.wq_b", prefix);
-    if ((rc = bind_linear(b, n, H * D, c->q_lora_rank, LIN_DENSE, true, &a->wq_b))) return rc;
-    snprintf(n, sizeof n, "%sattn.wkv", prefix);
-    if ((rc = bind_linear(b, n, D, c->dim, LIN_DENSE, true, &a->wkv))) return rc;
-    snprintf(n, sizeof n, "%sattn.kv_norm.weight", prefix);
-    if ((rc = load_vec(b, n, D, &a->kv_norm))) return rc;
-    snprintf(n, sizeof n, "%sattn.wo_a", prefix);
-    if ((rc = bind_linear(b, n, c->o_groups * c->o_lora_rank, H * D / c->o_groups, LIN_DENSE, false, &a->wo_a))) return rc;
-    snprintf(n, sizeof n, "%sattn.wo_b", prefix);
-    if ((rc = bind_linear(b, n, c->dim, c->o_groups * c->o_lora_rank, LIN_DENSE, true, &a->wo_b))) return rc;
+    if ((rc = bind_attn_core(b, prefix, a))) return rc;
     if (!stage && a->ratio && (rc = bind_csa2(b, prefix, id, a))) return rc;
 
     if (stage) return bind_moe_v41(b, prefix, c->dspark_n_routed_experts, c->dspark_n_activated_experts, &L->moe);

@@ -218,3 +218,16 @@ void cli_progress(void *user, const char *what, double fraction) {
     if (fraction >= 1.0) fputs("\r\033[K", stderr);
     fflush(stderr);
 }
+
+int cli_int_flag(const char *cmd, const cli_int_opt *table, size_t n, int argc, char **argv, int *i, void *opts) {
+    const char *a = argv[*i];
+    for (size_t k = 0; k < n; k++) {
+        if (strcmp(a, table[k].flag)) continue;
+        long long v;
+        if (!cli_int(cli_value(argc, argv, i), table[k].lo, table[k].hi, &v))
+            return cli_fail(cmd, "%s needs an integer in %lld..%lld", a, table[k].lo, table[k].hi), -1;
+        *(int *)((char *)opts + table[k].off) = (int)v;
+        return 1;
+    }
+    return 0;
+}

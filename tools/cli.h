@@ -36,6 +36,15 @@ bool cli_parse_ids(const char *cmd, const char *spec, int **ids, int *n);
  * --intended-index-keys, --engram-ram, --engram-sync (see dsv4_open_opts). Returns the
  * number of argv entries consumed at *i (0 if argv[*i] is not one of them, -1 on error). */
 int cli_model_flag(const char *cmd, int argc, char **argv, int *i, dsv4_open_opts *opts);
+/* A table of integer options stored in an options struct: flag, offset of its int field, and
+ * the accepted range. cli_int_flag handles argv[*i] if it is one of them: 1 used (the value
+ * stored), 0 not one of them, -1 a bad value (reported). */
+typedef struct {
+    const char *flag;
+    size_t off;
+    long long lo, hi;
+} cli_int_opt;
+int cli_int_flag(const char *cmd, const cli_int_opt *table, size_t n, int argc, char **argv, int *i, void *opts);
 
 /* A progress bar on stderr (only when stderr is a terminal, unless forced). */
 void cli_progress(void *user, const char *what, double fraction);

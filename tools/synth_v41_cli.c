@@ -23,11 +23,7 @@ static const char *usage =
 int synth_v41_main(int argc, char **argv) {
     const char *cmd = "synth", *out = NULL;
     dsv4_synth_v41_opts o = {.progress = cli_progress};
-    static const struct {
-        const char *flag;
-        size_t off;
-        long long lo, hi;
-    } ints[] = {
+    static const cli_int_opt ints[] = {
         {"--layers", offsetof(dsv4_synth_v41_opts, n_layers), 8, 250},
         {"--experts", offsetof(dsv4_synth_v41_opts, n_experts), 1, 4096},
         {"--dim", offsetof(dsv4_synth_v41_opts, dim), 32, 1 << 16},
@@ -47,16 +43,9 @@ int synth_v41_main(int argc, char **argv) {
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        bool done = false;
-        for (size_t k = 0; k < sizeof ints / sizeof ints[0] && !done; k++) {
-            if (strcmp(a, ints[k].flag)) continue;
-            long long v;
-            if (!cli_int(cli_value(argc, argv, &i), ints[k].lo, ints[k].hi, &v))
-                return cli_fail(cmd, "%s needs an integer in %lld..%lld", a, ints[k].lo, ints[k].hi), 2;
-            *(int *)((char *)&o + ints[k].off) = (int)v;
-            done = true;
-        }
-        if (done) continue;
+        int used = cli_int_flag(cmd, ints, sizeof ints / sizeof ints[0], argc, argv, &i, &o);
+        if (used < 0) return 2;
+        if (used) continue;
         if (cli_is(a, "-h", "--help")) {
             fputs(usage, stdout);
             return 0;

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # train-tiny.sh: rebuild the embedded model models/tiny/ from nothing, the way it was made.
 #
-#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 2 hours on 2 cores)
+#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 3.5 hours on 2 cores)
 #
 # 1. the data: a byte-level BPE tokenizer (4096 tokens, DeepSeek-V4's special tokens) trained on
 #    the Debian `fortunes` corpus, and the generated task families (docs/training-data.md);
 # 2. `dsv4 train` with configs/tiny.json (1300 steps of 8 x 512 tokens: a dense-indexer phase,
 #    then prompts up to 2K, then up to 4K tokens), then configs/tiny-stage2.json (the same run
 #    continued to step 1800 at a lower learning rate, weighted toward tables, needles and tool
-#    calls); interrupt it at any time and run the script again: it resumes from the last
-#    checkpoint;
+#    calls), then configs/tiny-stage3.json (to step 2700 on a second data set that adds the
+#    recall family: several questions about one text or table, each answered); interrupt it at
+#    any time and run the script again: it resumes from the last checkpoint;
 # 3. `dsv4 quantize` into the release formats (FP8 linears, FP4 routed experts) in models/tiny/.
 # The run that made the shipped model was stopped at step 550 of a 2000-step schedule and resumed
 # with this one (the first 550 steps are the same under both: same warm-up, same data order),
@@ -26,10 +27,18 @@ if [ ! -f "$work/data/manifest.json" ]; then
     --count arith=60000 --count table=30000 --count needle=16000 --count tools=12000 --count text=0 --count chat=6000 \
     --needle-min 256 --needle-max 4096
 fi
-for config in tiny tiny-stage2; do
+# the third stage adds the recall family (several questions per text or table); the first two
+# families' data are byte for byte those of the first data set, which stays what it was
+if [ ! -f "$work/data-recall/manifest.json" ]; then
+  "$dsv4" data build --out "$work/data-recall" --seed 1 --vocab 4096 \
+    --count arith=60000 --count table=30000 --count needle=16000 --count tools=12000 --count text=0 --count chat=6000 \
+    --count recall=24000 --needle-min 256 --needle-max 4096
+fi
+for stage in tiny:data tiny-stage2:data tiny-stage3:data-recall; do
+  config=${stage%%:*} data=${stage#*:}
   resume=()
   [ -f "$work/run/trainer.json" ] && resume=(--resume)
-  "$dsv4" train --config "$here/configs/$config.json" --data "$work/data" --out "$work/run" "${resume[@]}"
+  "$dsv4" train --config "$here/configs/$config.json" --data "$work/$data" --out "$work/run" "${resume[@]}"
 done
 "$dsv4" quantize "$work/run" "$here/models/tiny"
 cp "$work/run/loss.svg" "$here/models/tiny/loss.svg"

@@ -248,6 +248,52 @@ static void test_needle(const dsv4_corpus *c, const dsv4_tokenizer *tok) {
     dsv4_taskgen_free(&g);
 }
 
+/* recall: in chat mode two or more questions, each answered in its own turn; a fact's answer
+ * sentence is in the text exactly once, a table's answers name what the table holds; the
+ * expectation is the last answer's. In thinking mode one question with its reasoning. */
+static void test_recall(const dsv4_corpus *c, const dsv4_tokenizer *tok) {
+    dsv4_taskgen g;
+    CHECK(!dsv4_taskgen_init(&g, c, tok, true, 11), "held-out taskgen: %s", dsv4_errmsg());
+    int kinds[2] = {0, 0};
+    for (uint64_t i = 0; i < 24; i++)
+        for (int think = -1; think <= 1; think += 2) {
+            dsv4_example ex;
+            dsv4_task_opts o = {.thinking = think, .needle_min = 300, .needle_max = 900};
+            CHECK(!dsv4_task_generate(&g, DSV4_FAMILY_RECALL, i, &o, &ex), "generate recall #%d", (int)i);
+            size_t n = json_array_size(ex.messages), answers = 0, first_user = SIZE_MAX;
+            const char *text = NULL, *last = NULL;
+            bool table = false;
+            for (size_t k = 0; k < n; k++) {
+                json_t *m = json_array_get(ex.messages, k);
+                const char *role = json_string_value(json_object_get(m, "role"));
+                const char *content = json_string_value(json_object_get(m, "content"));
+                if (!strcmp(role, "user") && first_user == SIZE_MAX) {
+                    first_user = k;
+                    text = content;
+                    table = strstr(content, "| --- |") != NULL;
+                }
+                if (strcmp(role, "assistant")) continue;
+                answers++;
+                last = content;
+                CHECK(k > 0 && !strcmp(json_string_value(json_object_get(json_array_get(ex.messages, k - 1), "role")), "user"),
+                      "recall #%d: each answer follows a question", (int)i);
+                CHECK((think > 0) == (json_object_get(m, "reasoning_content") != NULL), "recall #%d: reasoning", (int)i);
+                if (!table && text) { /* the fact sentence, once, in the text */
+                    const char *at = strstr(text, content);
+                    CHECK(at && !strstr(at + 1, content), "recall #%d: the answer '%s' is in the text once", (int)i, content);
+                }
+            }
+            kinds[table]++;
+            CHECK(think > 0 ? answers == 1 : answers >= 2, "recall #%d: %zu answers (%s mode)", (int)i, answers,
+                  think > 0 ? "thinking" : "chat");
+            CHECK(ex.ask == (int)n - 1 && last && dsv4_answer_check(&ex.expect, last),
+                  "recall #%d: the expectation is the last answer's", (int)i);
+            dsv4_example_free(&ex);
+        }
+    CHECK(kinds[0] >= 8 && kinds[1] >= 8, "recall: both kinds drawn (%d texts, %d tables)", kinds[0], kinds[1]);
+    dsv4_taskgen_free(&g);
+}
+
 static void test_tools_shape(const dsv4_corpus *c) {
     dsv4_taskgen g;
     CHECK(!dsv4_taskgen_init(&g, c, NULL, false, 9), "taskgen");
@@ -430,6 +476,7 @@ int main(void) {
         test_generators(&c);
         test_masks(&c, tok);
         test_needle(&c, tok);
+        test_recall(&c, tok);
         test_tools_shape(&c);
         test_build(&c, tok, json, json_len);
     }

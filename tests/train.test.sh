@@ -21,7 +21,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 "$dsv4" data build --out "$tmp/data" --corpus "$src/tests/data/fortunes" --vocab 512 --count arith=60 --count table=10 \
-  --count needle=6 --count tools=6 --count text=4 --count chat=6 --needle-min 100 --needle-max 240 --quiet \
+  --count needle=6 --count tools=6 --count text=4 --count chat=6 --count recall=6 --needle-min 100 --needle-max 240 --quiet \
   || fail "data build"
 run() { "$dsv4" train --config "$config" --data "$tmp/data" --log-every 100 "$@" 2>"$tmp/log" || { cat "$tmp/log" >&2; return 1; }; }
 run --out "$tmp/t1" --threads 1 || fail "train on 1 thread"
@@ -47,7 +47,7 @@ lines=$(wc -l < "$tmp/t1/train.csv")
 first=$(sed -n 2p "$tmp/t1/train.csv" | cut -d, -f4)
 last=$(sed -n 7p "$tmp/t1/train.csv" | cut -d, -f4)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' || fail "the loss did not fall: $first -> $last"
-sed -n 4p "$tmp/t1/train.csv" | grep -Eq ',[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$' \
+sed -n 4p "$tmp/t1/train.csv" | grep -Eq ',[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$' \
   || fail "no validation losses on step 3"
 grep -q '<polyline' "$tmp/t1/loss.svg" || fail "loss.svg has no curve"
 

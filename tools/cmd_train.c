@@ -126,7 +126,7 @@ static void csv_read(const char *path, long upto, history *h) {
 }
 
 static void draw(const char *dir, const history *h) {
-    static const char *colors[DSV4_N_FAMILIES] = {"#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+    static const char *colors[DSV4_N_FAMILIES] = {"#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"};
     double *smooth = malloc((h->n + 1) * sizeof(double));
     if (!smooth) return;
     double ema = NAN;

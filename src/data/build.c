@@ -25,6 +25,7 @@ void dsv4_build_defaults(dsv4_build_opts *o, double scale) {
     static const long base[DSV4_N_FAMILIES] = {
         [DSV4_FAMILY_ARITH] = 60000, [DSV4_FAMILY_TABLE] = 30000, [DSV4_FAMILY_NEEDLE] = 4000,
         [DSV4_FAMILY_TOOLS] = 12000, [DSV4_FAMILY_TEXT] = 0,      [DSV4_FAMILY_CHAT] = 6000,
+        [DSV4_FAMILY_RECALL] = 0, /* asked for by name (--count recall=N) */
     };
     for (int f = 0; f < DSV4_N_FAMILIES; f++) o->count[f] = (long)((double)base[f] * scale + 0.5);
     o->seed = 1;
@@ -300,7 +301,9 @@ dsv4_status dsv4_data_tokenizer_text(const dsv4_corpus *c, uint64_t seed, dsv4_s
     if (st) return st;
     dsv4_task_opts o = {.think_share = 0.2, .needle_tokens = 300};
     for (int f = 0; f < DSV4_N_FAMILIES && !st; f++) {
-        if (f == DSV4_FAMILY_TEXT) continue;
+        /* recall repeats the needle's and table's words; leaving it out keeps the tokenizer
+         * what it was before the family was added */
+        if (f == DSV4_FAMILY_TEXT || f == DSV4_FAMILY_RECALL) continue;
         for (int i = 0; i < TOKENIZER_SAMPLE && !st; i++) {
             dsv4_example ex;
             if ((st = dsv4_task_generate(&g, (dsv4_family)f, (uint64_t)i, &o, &ex))) break;

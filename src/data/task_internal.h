@@ -47,6 +47,20 @@ typedef struct exchange {
 } exchange;
 void exchange_free(exchange *x);
 
+/* A table of the table family: schema (people, products or staff), rows, and their cells. */
+enum { PEOPLE, PRODUCTS, STAFF, N_SCHEMAS };
+typedef struct table_spec {
+    int s;
+    uint32_t rows, first; /* first: the row the first question asks about */
+    uint32_t key[8], other[8];
+    int num[8], stock[8];
+} table_spec;
+void table_draw(dsv4_rng *r, table_spec *t);
+char *table_render(const table_spec *t); /* Markdown */
+/* A question about row `target`: x->user is the question alone. */
+dsv4_status table_ask(dsv4_rng *r, const table_spec *t, uint32_t target, bool thinking, exchange *x,
+                      dsv4_example *ex);
+
 dsv4_status arith_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example *ex);
 dsv4_status table_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example *ex);
 dsv4_status chat_exchange(dsv4_taskgen *g, dsv4_rng *r, exchange *x);
@@ -55,6 +69,7 @@ dsv4_status chat_exchange(dsv4_taskgen *g, dsv4_rng *r, exchange *x);
 dsv4_status gen_qa(dsv4_taskgen *g, dsv4_family f, dsv4_rng *r, const dsv4_task_opts *o, bool thinking,
                    dsv4_example *ex);
 dsv4_status gen_needle(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bool thinking, dsv4_example *ex);
+dsv4_status gen_recall(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bool thinking, dsv4_example *ex);
 dsv4_status gen_tools(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bool thinking, dsv4_example *ex);
 
 #endif

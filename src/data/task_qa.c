@@ -112,7 +112,6 @@ dsv4_status arith_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example
 
 /* ---- tables ----------------------------------------------------------------------------------- */
 
-typedef enum schema { PEOPLE, PRODUCTS, STAFF, N_SCHEMAS } schema;
 
 static const char *const table_intros[] = {
     "Here is a table:\n\n{0}\n\n{1}",
@@ -122,48 +121,58 @@ static const char *const table_intros[] = {
     "Look at the table below.\n\n{0}\n\n{1}",
 };
 
-dsv4_status table_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example *ex) {
-    schema s = (schema)draw(r, N_SCHEMAS);
-    uint32_t rows = (uint32_t)draw_in(r, 3, 7), key[8], other[8], target = draw(r, rows);
-    int num[8];
-    const dsv4_wordlist *keys = s == PRODUCTS ? &dsv4_words_items : &dsv4_words_names;
-    draw_distinct(r, (uint32_t)keys->n, rows, key);
-    if (s == PEOPLE) draw_distinct(r, (uint32_t)dsv4_words_cities.n, rows, other);
-    if (s == STAFF)
-        for (uint32_t i = 0; i < rows; i++) other[i] = draw(r, (uint32_t)dsv4_words_departments.n);
+/* Draw a table: its schema, 3 to 7 rows, and the row a first question asks about (drawn here,
+ * before the cells, so that the random stream of a one-question example stays what it was). */
+void table_draw(dsv4_rng *r, table_spec *t) {
+    t->s = (int)draw(r, N_SCHEMAS);
+    t->rows = (uint32_t)draw_in(r, 3, 7);
+    t->first = draw(r, t->rows);
+    const dsv4_wordlist *keys = t->s == PRODUCTS ? &dsv4_words_items : &dsv4_words_names;
+    draw_distinct(r, (uint32_t)keys->n, t->rows, t->key);
+    if (t->s == PEOPLE) draw_distinct(r, (uint32_t)dsv4_words_cities.n, t->rows, t->other);
+    if (t->s == STAFF)
+        for (uint32_t i = 0; i < t->rows; i++) t->other[i] = draw(r, (uint32_t)dsv4_words_departments.n);
     uint32_t distinct[8];
-    draw_distinct(r, s == PEOPLE ? 73 : s == PRODUCTS ? 99 : 200, rows, distinct); /* numbers differ too */
-    for (uint32_t i = 0; i < rows; i++)
-        num[i] = (int)distinct[i] + (s == PEOPLE ? 18 : s == PRODUCTS ? 1 : 100);
-    int stock[8];
-    for (uint32_t i = 0; i < rows; i++) stock[i] = draw_in(r, 0, 500);
+    draw_distinct(r, t->s == PEOPLE ? 73 : t->s == PRODUCTS ? 99 : 200, t->rows, distinct); /* numbers differ too */
+    for (uint32_t i = 0; i < t->rows; i++)
+        t->num[i] = (int)distinct[i] + (t->s == PEOPLE ? 18 : t->s == PRODUCTS ? 1 : 100);
+    for (uint32_t i = 0; i < t->rows; i++) t->stock[i] = draw_in(r, 0, 500);
+}
 
-    dsv4_strbuf t = DSV4_STRBUF_INIT;
+static const char *table_key(const table_spec *t, uint32_t row) {
+    return (t->s == PRODUCTS ? &dsv4_words_items : &dsv4_words_names)->w[t->key[row]];
+}
+
+char *table_render(const table_spec *t) {
+    dsv4_strbuf b = DSV4_STRBUF_INIT;
     static const char *const headers[N_SCHEMAS] = {"| Name | City | Age |\n| --- | --- | --- |",
                                                    "| Item | Price | Stock |\n| --- | --- | --- |",
                                                    "| Name | Department | Room |\n| --- | --- | --- |"};
-    dsv4_strbuf_puts(&t, headers[s]);
-    for (uint32_t i = 0; i < rows; i++) {
+    dsv4_strbuf_puts(&b, headers[t->s]);
+    for (uint32_t i = 0; i < t->rows; i++) {
         char line[160];
-        const char *k = keys->w[key[i]];
-        if (s == PEOPLE) snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_cities.w[other[i]], num[i]);
-        else if (s == PRODUCTS) snprintf(line, sizeof line, "\n| %s | %d | %d |", k, num[i], stock[i]);
-        else snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_departments.w[other[i]], num[i]);
-        dsv4_strbuf_puts(&t, line);
+        const char *k = table_key(t, i);
+        if (t->s == PEOPLE) snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_cities.w[t->other[i]], t->num[i]);
+        else if (t->s == PRODUCTS) snprintf(line, sizeof line, "\n| %s | %d | %d |", k, t->num[i], t->stock[i]);
+        else snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_departments.w[t->other[i]], t->num[i]);
+        dsv4_strbuf_puts(&b, line);
     }
-    char *table = dsv4_strbuf_release(&t, NULL);
+    return dsv4_strbuf_release(&b, NULL);
+}
 
-    const char *k = keys->w[key[target]];
+dsv4_status table_ask(dsv4_rng *r, const table_spec *t, uint32_t target, bool thinking, exchange *x,
+                      dsv4_example *ex) {
+    const char *k = table_key(t, target);
     char *question = NULL, *answer = NULL, *why = NULL;
-    int kind = (int)draw(r, 3);
-    if (s == PEOPLE) {
-        const char *city = dsv4_words_cities.w[other[target]];
+    int kind = (int)draw(r, 3), num = t->num[target];
+    if (t->s == PEOPLE) {
+        const char *city = dsv4_words_cities.w[t->other[target]];
         if (kind == 0) {
             static const char *const q[] = {"How old is {0}?", "What is {0}'s age?", "What age is {0}?"};
             question = fill(PICK(r, q), (const char *[]){k});
-            answer = fmt("%s is %d years old.", k, num[target]);
-            why = fmt("The row of %s gives the age %d.", k, num[target]);
-            if (ex) expect_number(ex, num[target]);
+            answer = fmt("%s is %d years old.", k, num);
+            why = fmt("The row of %s gives the age %d.", k, num);
+            if (ex) expect_number(ex, num);
         } else if (kind == 1) {
             static const char *const q[] = {"Where does {0} live?", "Which city does {0} live in?",
                                             "What is {0}'s city?"};
@@ -178,39 +187,39 @@ dsv4_status table_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example
             why = fmt("The row with the city %s is %s's.", city, k);
             if (ex) expect_word(ex, k);
         }
-    } else if (s == PRODUCTS) {
+    } else if (t->s == PRODUCTS) {
         if (kind == 0) {
             static const char *const q[] = {"How much does the {0} cost?", "What is the price of the {0}?",
                                             "What does the {0} cost?"};
             question = fill(PICK(r, q), (const char *[]){k});
-            answer = fmt("The %s costs %d dollars.", k, num[target]);
-            why = fmt("The row of the %s gives the price %d.", k, num[target]);
-            if (ex) expect_number(ex, num[target]);
+            answer = fmt("The %s costs %d dollars.", k, num);
+            why = fmt("The row of the %s gives the price %d.", k, num);
+            if (ex) expect_number(ex, num);
         } else if (kind == 1) {
             static const char *const q[] = {"How many units of {0} are in stock?", "What is the stock of the {0}?",
                                             "How many {0} units are left?"};
             question = fill(PICK(r, q), (const char *[]){k});
-            answer = fmt("There are %d units of %s in stock.", stock[target], k);
-            why = fmt("The row of the %s gives the stock %d.", k, stock[target]);
-            if (ex) expect_number(ex, stock[target]);
+            answer = fmt("There are %d units of %s in stock.", t->stock[target], k);
+            why = fmt("The row of the %s gives the stock %d.", k, t->stock[target]);
+            if (ex) expect_number(ex, t->stock[target]);
         } else {
             char price[16];
-            snprintf(price, sizeof price, "%d", num[target]);
+            snprintf(price, sizeof price, "%d", num);
             static const char *const q[] = {"Which item costs {0} dollars?", "What costs {0} dollars?"};
             question = fill(PICK(r, q), (const char *[]){price});
-            answer = fmt("The %s costs %d dollars.", k, num[target]);
-            why = fmt("The row with the price %d is the %s.", num[target], k);
+            answer = fmt("The %s costs %d dollars.", k, num);
+            why = fmt("The row with the price %d is the %s.", num, k);
             if (ex) expect_word(ex, k);
         }
     } else {
-        const char *dept = dsv4_words_departments.w[other[target]];
+        const char *dept = dsv4_words_departments.w[t->other[target]];
         if (kind == 2) {
             char room[16];
-            snprintf(room, sizeof room, "%d", num[target]);
+            snprintf(room, sizeof room, "%d", num);
             static const char *const q[] = {"Who is in room {0}?", "Which person has room {0}?"};
             question = fill(PICK(r, q), (const char *[]){room});
-            answer = fmt("%s is in room %d.", k, num[target]);
-            why = fmt("The row with room %d is %s's.", num[target], k);
+            answer = fmt("%s is in room %d.", k, num);
+            why = fmt("The row with room %d is %s's.", num, k);
             if (ex) expect_word(ex, k);
         } else if (kind == 1) {
             static const char *const q[] = {"Which department is {0} in?", "Where does {0} work?",
@@ -223,18 +232,29 @@ dsv4_status table_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example
             static const char *const q[] = {"What room is {0} in?", "Which room does {0} have?",
                                             "What is {0}'s room number?"};
             question = fill(PICK(r, q), (const char *[]){k});
-            answer = fmt("%s is in room %d.", k, num[target]);
-            why = fmt("The row of %s gives the room %d.", k, num[target]);
-            if (ex) expect_number(ex, num[target]);
+            answer = fmt("%s is in room %d.", k, num);
+            why = fmt("The row of %s gives the room %d.", k, num);
+            if (ex) expect_number(ex, num);
         }
     }
-    if (table && question) x->user = fill(PICK(r, table_intros), (const char *[]){table, question});
+    x->user = question;
     x->answer = answer;
     if (thinking) x->reasoning = why;
     else free(why);
+    return x->user && x->answer && (!thinking || x->reasoning) ? DSV4_OK : DSV4_ENOMEM;
+}
+
+dsv4_status table_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example *ex) {
+    table_spec t;
+    table_draw(r, &t);
+    char *table = table_render(&t);
+    dsv4_status st = table_ask(r, &t, t.first, thinking, x, ex);
+    char *question = x->user;
+    x->user = table && question ? fill(PICK(r, table_intros), (const char *[]){table, question}) : NULL;
     free(table);
     free(question);
-    return x->user && x->answer && (!thinking || x->reasoning) ? DSV4_OK : DSV4_ENOMEM;
+    if (st) return st;
+    return x->user ? DSV4_OK : DSV4_ENOMEM;
 }
 
 /* ---- general chat --------------------------------------------------------------------------------- */

@@ -1,12 +1,12 @@
 /* tasks.c: the generator's frame: seeding, the corpus side, the text family, and the small
  * helpers every family uses (task_internal.h). The families themselves are in task_qa.c
- * (arith, table, chat), task_needle.c and task_tools.c. */
+ * (arith, table, chat), task_needle.c (needle, recall) and task_tools.c. */
 #include <stdio.h>
 
 #include "base/base.h"
 #include "data/task_internal.h"
 
-static const char *const family_names[DSV4_N_FAMILIES] = {"arith", "table", "needle", "tools", "text", "chat"};
+static const char *const family_names[DSV4_N_FAMILIES] = {"arith", "table", "needle", "tools", "text", "chat", "recall"};
 
 const char *dsv4_family_name(dsv4_family f) {
     return (unsigned)f < DSV4_N_FAMILIES ? family_names[f] : "?";
@@ -212,6 +212,7 @@ dsv4_status dsv4_task_generate(dsv4_taskgen *g, dsv4_family f, uint64_t index, c
     case DSV4_FAMILY_CHAT: st = gen_qa(g, f, &r, o, thinking, ex); break;
     case DSV4_FAMILY_NEEDLE: st = gen_needle(g, &r, o, thinking, ex); break;
     case DSV4_FAMILY_TOOLS: st = gen_tools(g, &r, o, thinking, ex); break;
+    case DSV4_FAMILY_RECALL: st = gen_recall(g, &r, o, thinking, ex); break;
     case DSV4_FAMILY_TEXT: st = gen_text(g, o->text_tokens > 0 ? o->text_tokens : 512, ex); break;
     default: return dsv4_error(DSV4_EINVAL, "no task family %d", (int)f);
     }

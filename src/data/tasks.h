@@ -13,6 +13,8 @@
  *           result, and an answer that uses the result
  *   text    plain English text from the corpus (no chat format)
  *   chat    greetings, "who are you", thanks, a joke
+ *   recall  (training only) a text with several facts, or a table, then several questions
+ *           about it, each answered in a turn of its own
  *
  * Examples are addressed by (seed, family, index): each draws from its own random generator
  * seeded from the three, so example 17 is the same whether 100 or 100,000 are made, and the
@@ -43,6 +45,7 @@ typedef enum dsv4_family {
     DSV4_FAMILY_TOOLS,
     DSV4_FAMILY_TEXT,
     DSV4_FAMILY_CHAT,
+    DSV4_FAMILY_RECALL,
     DSV4_N_FAMILIES
 } dsv4_family;
 

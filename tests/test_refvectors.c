@@ -34,43 +34,12 @@
 #include "check.h"
 #include "dsv4.h"
 #include "io/npy.h"
+#include "refcompare.h"
 
 static inline int DSV4_MIN_I(int a, int b) { return a < b ? a : b; }
 
-typedef struct {
-    double max_abs, median, top1;
-    int first_over; /* first position with max |d| > 1e-3, -1 if none */
-} metrics;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int argmax(const float *v, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b]) b = i;
-    return b;
-}
-
 static metrics compare(const float *got, const float *ref, int rows, int V) {
-    metrics m = {0, 0, 0, -1};
-    double *pm = malloc((size_t)rows * sizeof(double));
-    int agree = 0;
-    for (int r = 0; r < rows; r++) {
-        double mx = 0;
-        for (int j = 0; j < V; j++) mx = fmax(mx, fabs((double)got[(size_t)r * V + j] - ref[(size_t)r * V + j]));
-        pm[r] = mx;
-        if (mx > m.max_abs) m.max_abs = mx;
-        if (mx > 1e-3 && m.first_over < 0) m.first_over = r;
-        agree += argmax(got + (size_t)r * V, V) == argmax(ref + (size_t)r * V, V);
-    }
-    qsort(pm, (size_t)rows, sizeof(double), cmp_double);
-    m.median = rows % 2 ? pm[rows / 2] : 0.5 * (pm[rows / 2 - 1] + pm[rows / 2]);
-    m.top1 = (double)agree / rows;
-    free(pm);
-    return m;
+    return compare_grouped(got, ref, rows, V, 1);
 }
 
 /* Run one path. chunk = tokens per call (0 = all at once); split = first call size (-1: none). */

@@ -55,42 +55,10 @@
 #include "dsv4.h"
 #include "io/npy.h"
 #include "model/model.h"
+#include "refcompare.h"
 
-typedef struct {
-    double max_abs, median, top1;
-    int first_over;
-} metrics;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int argmax(const float *v, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b]) b = i;
-    return b;
-}
-
-/* rows grouped `group` at a time into positions (DSpark: one draft step = block rows). */
 static metrics compare(const float *got, const float *ref, int rows, int V, int group) {
-    metrics m = {0, 0, 0, -1};
-    int npos = rows / group, agree = 0;
-    double *pm = calloc((size_t)npos + 1, sizeof(double));
-    for (int r = 0; r < rows; r++) {
-        double mx = 0;
-        for (int j = 0; j < V; j++) mx = fmax(mx, fabs((double)got[(size_t)r * V + j] - ref[(size_t)r * V + j]));
-        pm[r / group] = fmax(pm[r / group], mx);
-        if (mx > m.max_abs) m.max_abs = mx;
-        if (mx > 1e-3 && m.first_over < 0) m.first_over = r / group;
-        agree += argmax(got + (size_t)r * V, V) == argmax(ref + (size_t)r * V, V);
-    }
-    qsort(pm, (size_t)npos, sizeof(double), cmp_double);
-    m.median = npos % 2 ? pm[npos / 2] : 0.5 * (pm[npos / 2 - 1] + pm[npos / 2]);
-    m.top1 = (double)agree / rows;
-    free(pm);
-    return m;
+    return compare_grouped(got, ref, rows, V, group);
 }
 
 /* Feed ids[0..T): one step (split 0: all at once), or `split` then one token per step.

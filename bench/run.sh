@@ -33,6 +33,10 @@ awk -v tok="$(field decode_tok_s)" -v bpt="$(field decode_bytes_per_token)" -v b
     -v r="$(field decode_bw_ratio)" -v rs="$(field decode_bw_ratio_start)" 'BEGIN {
     printf "decode   %.2f tok/s x %.3f GB/token = %.1f GB/s; bandwidth %.1f GB/s; ratio %.1f%% (vs the STREAM figure before the run: %.1f%%)\n",
            tok, bpt / 1e9, tok * bpt / 1e9, bw, 100 * r, 100 * rs }'
+awk -v h="$(field decode_head_gb_s)" -v e="$(field decode_expert_gb_s)" -v o="$(field decode_other_share)" \
+    -v a="$(field decode_attn_share)" 'BEGIN {
+    printf "         the head streams at %.1f GB/s, the experts at %.1f GB/s; %.1f%% of a step is neither (attention %.1f%%)\n",
+           h, e, 100 * o, 100 * a }'
 awk -v tok="$(field prefill_tok_s)" -v gf="$(field prefill_gflops)" -v eg="$(field expert_gflops)" \
     -v pk="$(field fma_peak_gflops)" -v n="$(field prefill_tokens)" 'BEGIN {
     printf "prefill  %d tokens: %.1f tok/s, %.1f GFLOP/s = %.1f%% of the FMA peak (%.1f GFLOP/s); expert products %.1f GFLOP/s = %.1f%%\n",

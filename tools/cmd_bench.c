@@ -14,12 +14,14 @@
 
 static const char *usage =
     "usage: dsv4 bench [-m DIR] [--json] [--prefill N [--chunk C]] [--decode N] [--depth N] [--threads N]\n"
-    "                  [--seed S] [--kernels portable|avx2|avx512] [--numerics exact|default]\n"
+    "                  [--seed S] [--kernels portable|avx2|avx512] [--numerics exact|default] [--bw-mib M]\n"
     "  --prefill N  prompt tokens timed (default 512; 0: none)\n"
     "  --chunk C    feed the prompt C tokens per call (default: one call)\n"
     "  --decode N   decode steps timed (default 16)\n"
     "  --depth N    decode at position N with a synthetically filled session\n"
-    "               (default: right after the prefill)\n";
+    "               (default: right after the prefill)\n"
+    "  --bw-mib M   size of the bandwidth measurement's buffers (default 1536 MiB; keep it\n"
+    "               far above the caches)\n";
 
 static void print_json(const dsv4_bench_result *r, const char *dir) {
     json_t *j = json_object();
@@ -34,6 +36,11 @@ static void print_json(const dsv4_bench_result *r, const char *dir) {
     INT("decode_tokens", r->decode_tokens);
     NUM("decode_bytes_per_token", r->decode_bytes_per_token);
     NUM("decode_expert_bytes_per_token", r->decode_expert_bytes_per_token);
+    NUM("decode_head_gb_s", r->decode_head_gb_s);
+    NUM("decode_expert_gb_s", r->decode_expert_gb_s);
+    NUM("decode_other_share", r->decode_other_share);
+    NUM("decode_attn_share", r->decode_attn_share);
+    NUM("decode_attn_gb_s", r->decode_attn_gb_s);
     NUM("bandwidth_gb_s", r->bandwidth_gb_s);
     NUM("bw_copy_gb_s", r->bw_copy_gb_s);
     NUM("bw_triad_gb_s", r->bw_triad_gb_s);
@@ -86,6 +93,10 @@ static void print_text(const dsv4_bench_result *r, const char *dir) {
     printf("            %.1f GB/s of weights: %.1f%% of the bandwidth measured between the steps (median per step),\n"
            "            %.1f%% of the best STREAM figure before the run\n",
            r->decode_bytes_per_token * r->decode_tok_s / 1e9, 100 * r->decode_bw_ratio, 100 * r->decode_bw_ratio_start);
+    printf("            the head streams at %.1f GB/s, the experts at %.1f GB/s; %.1f%% of a step is neither,\n"
+           "            of which attention %.1f%% (its weights at %.1f GB/s)\n",
+           r->decode_head_gb_s, r->decode_expert_gb_s, 100 * r->decode_other_share, 100 * r->decode_attn_share,
+           r->decode_attn_gb_s);
     printf("memory      session state %.1f MiB after the run (%.1f B per position); peak resident %.2f GiB\n",
            r->kv_bytes / 1048576.0, r->kv_bytes_per_token, r->max_rss_bytes / 1073741824.0);
     printf("per CPU-second (what the code does while it runs): decode %.1f GB/s vs reads %.1f GB/s = %.1f%%;\n"
@@ -97,7 +108,7 @@ static void print_text(const dsv4_bench_result *r, const char *dir) {
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench", *dir = NULL, *kernels = NULL;
     bool json = false;
-    long long prefill = 512, chunk = 0, decode = 16, depth = 0, seed = 1;
+    long long prefill = 512, chunk = 0, decode = 16, depth = 0, seed = 1, bw_mib = 1536;
     dsv4_open_opts opts = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -121,6 +132,8 @@ int cmd_bench(int argc, char **argv) {
             if (!cli_int(cli_value(argc, argv, &i), 0, 1 << 24, &depth)) return cli_fail(cmd, "--depth needs a position"), 2;
         } else if (cli_is(a, NULL, "--seed")) {
             if (!cli_int(cli_value(argc, argv, &i), 0, 1LL << 62, &seed)) return cli_fail(cmd, "--seed needs an integer"), 2;
+        } else if (cli_is(a, NULL, "--bw-mib")) {
+            if (!cli_int(cli_value(argc, argv, &i), 3, 1 << 20, &bw_mib)) return cli_fail(cmd, "--bw-mib needs a size in MiB"), 2;
         } else if (cli_is(a, NULL, "--kernels")) {
             if (!(kernels = cli_value(argc, argv, &i))) return cli_fail(cmd, "--kernels needs a name"), 2;
         } else {
@@ -142,7 +155,7 @@ int cmd_bench(int argc, char **argv) {
     dsv4_model *m;
     if (dsv4_model_open(dir, &opts, &m)) return cli_fail_lib(cmd, NULL);
     dsv4_bench_opts bo = {.prefill = (int)prefill, .chunk = (int)chunk, .decode = (int)decode, .depth = (int)depth, .seed = (uint64_t)seed,
-                          .progress = json ? NULL : cli_progress};
+                          .bw_bytes = (size_t)bw_mib << 20, .progress = json ? NULL : cli_progress};
     dsv4_bench_result r;
     int rc = 0;
     if (dsv4_bench_run(m, &bo, &r)) rc = cli_fail_lib(cmd, NULL);

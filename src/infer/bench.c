@@ -100,15 +100,12 @@ double dsv4_bench_fma_peak(double seconds, double *per_cpu) {
 
 static double hc_bytes(const dsv4_hc_w *h) { return (double)h->fn_lin.rows * h->fn_lin.cols * sizeof(float); }
 
-double dsv4_bench_fixed_bytes(const dsv4_model *m) {
+/* The attention blocks' weights of all layers (projections, compressors, indexers). */
+static double attn_bytes(const dsv4_model *m) {
     const struct dsv4_config *c = &m->cfg;
-    double d = c->dim, total = 0;
-    total += d * (m->embed.fmt == DSV4_W_F32 ? 4 : 2); /* one embedding row */
-    total += (double)dsv4_linear_bytes(&m->head) + hc_bytes(&m->hc_head) + d * 4;
+    double total = 0;
     for (int l = 0; l < c->n_layers; l++) {
-        const dsv4_layer_w *L = &m->layers[l];
-        const dsv4_attn_w *a = &L->attn;
-        total += hc_bytes(&L->hc_attn) + hc_bytes(&L->hc_ffn) + 2 * d * 4;
+        const dsv4_attn_w *a = &m->layers[l].attn;
         total += (double)(dsv4_linear_bytes(&a->wq_a) + dsv4_linear_bytes(&a->wq_b) + dsv4_linear_bytes(&a->wkv) +
                           dsv4_linear_bytes(&a->wo_a) + dsv4_linear_bytes(&a->wo_b));
         total += 4.0 * (c->q_lora_rank + c->head_dim + c->n_heads);
@@ -118,6 +115,18 @@ double dsv4_bench_fixed_bytes(const dsv4_model *m) {
             total += (double)(dsv4_linear_bytes(&ix->wq_b) + dsv4_linear_bytes(&ix->weights_proj) +
                               dsv4_linear_bytes(&ix->comp.wkv) + dsv4_linear_bytes(&ix->comp.wgate));
         }
+    }
+    return total;
+}
+
+double dsv4_bench_fixed_bytes(const dsv4_model *m) {
+    const struct dsv4_config *c = &m->cfg;
+    double d = c->dim, total = attn_bytes(m);
+    total += d * (m->embed.fmt == DSV4_W_F32 ? 4 : 2); /* one embedding row */
+    total += (double)dsv4_linear_bytes(&m->head) + hc_bytes(&m->hc_head) + d * 4;
+    for (int l = 0; l < c->n_layers; l++) {
+        const dsv4_layer_w *L = &m->layers[l];
+        total += hc_bytes(&L->hc_attn) + hc_bytes(&L->hc_ffn) + 2 * d * 4;
         total += (double)dsv4_linear_bytes(&L->moe.gate) + (L->moe.bias ? 4.0 * c->n_routed_experts : 0);
         /* the experts (routed and shared) are counted as they run, in model->perf */
     }
@@ -297,7 +306,7 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
         goto out;
     }
     read_burst(burst_buf, burst); /* first touch */
-    double fixed = dsv4_bench_fixed_bytes(m), steps_s = 0, expert_bytes = 0;
+    double fixed = dsv4_bench_fixed_bytes(m), steps_s = 0, expert_bytes = 0, head_s = 0, expert_s = 0, attn_s = 0;
     /* per step: ratio, bandwidth, and the same per CPU-second (step, burst, ratio) */
     double *bw = ratio + D, *step_cpu = ratio + 2 * D, *bw_cpu = ratio + 3 * D, *ratio_cpu = ratio + 4 * D;
     for (int i = 0; i < D && !rc; i++) {
@@ -310,6 +319,9 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
         double bytes = fixed + perf.expert_bytes, burst_bytes = (double)burst * sizeof(float);
         steps_s += t1 - t0;
         expert_bytes += perf.expert_bytes;
+        head_s += perf.head_s;
+        attn_s += perf.attn_s;
+        expert_s += perf.expert_s;
         bw[i] = burst_bytes / (t2 - t1) / 1e9;
         ratio[i] = bytes / (t1 - t0) / 1e9 / bw[i];
         /* per CPU-second (all threads together) */
@@ -324,6 +336,11 @@ dsv4_status dsv4_bench_run(dsv4_model *m, const dsv4_bench_opts *o, dsv4_bench_r
         r->decode_tok_s = D / steps_s;
         r->decode_expert_bytes_per_token = expert_bytes / D;
         r->decode_bytes_per_token = fixed + r->decode_expert_bytes_per_token;
+        r->decode_head_gb_s = head_s > 0 ? (double)dsv4_linear_bytes(&m->head) * D / head_s / 1e9 : 0;
+        r->decode_expert_gb_s = expert_s > 0 ? expert_bytes / expert_s / 1e9 : 0;
+        r->decode_other_share = steps_s > 0 ? (steps_s - head_s - expert_s) / steps_s : 0;
+        r->decode_attn_share = steps_s > 0 ? attn_s / steps_s : 0;
+        r->decode_attn_gb_s = attn_s > 0 ? attn_bytes(m) * D / attn_s / 1e9 : 0;
         r->bandwidth_gb_s = median(bw, D);
         r->decode_bw_ratio = median(ratio, D);
         double start = fmax(r->bw_copy_gb_s, fmax(r->bw_triad_gb_s, r->bw_read_gb_s));

@@ -49,6 +49,12 @@ typedef struct dsv4_bench_result {
     double decode_s, decode_tok_s;
     double decode_bytes_per_token;
     double decode_expert_bytes_per_token; /* the routed + shared experts' part */
+    /* where a decode step's time goes: the LM head and the experts at the speed they stream
+     * their weights, and the share of the step spent outside both (attention, mHC, norms,
+     * routing, the other products and the fork/joins between them) */
+    double decode_head_gb_s, decode_expert_gb_s, decode_other_share;
+    double decode_attn_share, decode_attn_gb_s; /* the attention blocks: share of a step, and
+                                                   their weights' bytes per second of it */
     /* the machine, measured in the same run */
     double bw_copy_gb_s, bw_triad_gb_s, bw_read_gb_s; /* STREAM-like loops before the run */
     double bandwidth_gb_s;   /* the read bandwidth measured right after each decode step (median) */

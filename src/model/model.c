@@ -132,7 +132,9 @@ static dsv4_status block_forward(dsv4_model *m, const dsv4_layer_w *L, const dsv
 
     dsv4_hc_pre(&L->hc_attn, X, N, hc, d, c->norm_eps, c->hc_sinkhorn_iters, c->hc_eps, a, post, comb, mixes);
     for (int r = 0; r < N; r++) dsv4_rmsnorm(a + (size_t)r * d, L->attn_norm, d, c->norm_eps, a + (size_t)r * d);
+    double t0 = m->perf ? dsv4_now() : 0;
     if ((rc = dsv4_attention_forward(m, &L->attn, b, a, v, ws))) return rc;
+    if (m->perf) m->perf->attn_s += dsv4_now() - t0;
     dsv4_hc_post(v, X, post, comb, N, hc, d, Y);
 
     dsv4_hc_pre(&L->hc_ffn, Y, N, hc, d, c->norm_eps, c->hc_sinkhorn_iters, c->hc_eps, a, post, comb, mixes);
@@ -153,7 +155,9 @@ static dsv4_status head_forward(dsv4_model *m, const dsv4_hc_w *hc_head, const f
     for (int i = 0; i < n; i++) memcpy(Xs + (size_t)i * hc * d, X + (size_t)rows[i] * hc * d, (size_t)hc * d * sizeof(float));
     dsv4_hc_head(hc_head, Xs, n, hc, d, c->norm_eps, c->hc_eps, y, mixes);
     for (int i = 0; i < n; i++) dsv4_rmsnorm(y + (size_t)i * d, norm_w, d, c->norm_eps, y + (size_t)i * d);
+    double t0 = m->perf ? dsv4_now() : 0;
     dsv4_matmul(&m->head, y, n, logits);
+    if (m->perf) m->perf->head_s += dsv4_now() - t0;
     return DSV4_OK;
 }
 

@@ -129,6 +129,8 @@ typedef struct dsv4_perf {
     double expert_cpu_s;   /* CPU time of all threads meanwhile */
     double expert_flops;   /* their floating-point operations */
     double expert_bytes;   /* weight bytes they read: each expert used in a step, once */
+    double head_s;         /* wall time of the LM head product */
+    double attn_s;         /* wall time of the attention blocks (projections included) */
 } dsv4_perf;
 
 struct dsv4_model {

@@ -81,6 +81,24 @@ static dsv4_status draw_passages(dsv4_taskgen *g, dsv4_rng *r, int haystack, siz
     return DSV4_OK;
 }
 
+/* n_facts facts with distinct colours, objects and hundreds (the rest of the 4-digit value is
+ * random), each placed after a random one of the n passages; with `depth`, the first (the
+ * needle) goes at a depth drawn uniformly and returned. At most 14 facts (the colours). */
+static void draw_facts(dsv4_rng *r, fact *facts, int n_facts, size_t n, double *depth) {
+    uint32_t colors[16], objects[16], values[16];
+    draw_distinct(r, (uint32_t)dsv4_words_colors.n, (uint32_t)n_facts, colors);
+    draw_distinct(r, (uint32_t)dsv4_words_objects.n, (uint32_t)n_facts, objects);
+    draw_distinct(r, 250, (uint32_t)n_facts, values);
+    if (depth) *depth = dsv4_rng_uniform(r);
+    for (int i = 0; i < n_facts; i++) {
+        facts[i].secret = pick_word(r, &dsv4_words_secrets);
+        facts[i].color = dsv4_words_colors.w[colors[i]];
+        facts[i].object = dsv4_words_objects.w[objects[i]];
+        facts[i].value = 1000 + (int)values[i] * 36 + (int)draw(r, 36);
+        facts[i].at = depth && i == 0 ? (size_t)lround(*depth * (double)n) : draw(r, (uint32_t)n + 1);
+    }
+}
+
 /* A prompt length in tokens: o's fixed length, or log-uniform in [needle_min, needle_max] (as
  * many short texts as long ones per doubling). */
 static int draw_length(dsv4_rng *r, const dsv4_task_opts *o) {
@@ -122,18 +140,8 @@ dsv4_status gen_needle(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bo
 
     /* the needle and the distractors */
     fact facts[1 + MAX_DISTRACTORS];
-    uint32_t colors[1 + MAX_DISTRACTORS], objects[1 + MAX_DISTRACTORS], values[1 + MAX_DISTRACTORS];
-    draw_distinct(r, (uint32_t)dsv4_words_colors.n, (uint32_t)n_facts, colors);
-    draw_distinct(r, (uint32_t)dsv4_words_objects.n, (uint32_t)n_facts, objects);
-    draw_distinct(r, 250, (uint32_t)n_facts, values); /* distinct hundreds; the rest is random */
-    double depth = dsv4_rng_uniform(r);
-    for (int i = 0; i < n_facts; i++) {
-        facts[i].secret = pick_word(r, &dsv4_words_secrets);
-        facts[i].color = dsv4_words_colors.w[colors[i]];
-        facts[i].object = dsv4_words_objects.w[objects[i]];
-        facts[i].value = 1000 + (int)values[i] * 36 + (int)draw(r, 36);
-        facts[i].at = i == 0 ? (size_t)lround(depth * (double)n) : draw(r, (uint32_t)n + 1);
-    }
+    double depth;
+    draw_facts(r, facts, n_facts, n, &depth);
     ex->target_tokens = target;
     ex->depth_percent = (int)lround(depth * 100);
 
@@ -194,17 +202,8 @@ static dsv4_status recall_facts(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_op
     dsv4_status st = draw_passages(g, r, haystack, &parts, &n);
     if (st) return st;
     fact facts[RECALL_MAX_FACTS];
-    uint32_t colors[RECALL_MAX_FACTS], objects[RECALL_MAX_FACTS], values[RECALL_MAX_FACTS], asked[RECALL_MAX_FACTS];
-    draw_distinct(r, (uint32_t)dsv4_words_colors.n, (uint32_t)n_facts, colors);
-    draw_distinct(r, (uint32_t)dsv4_words_objects.n, (uint32_t)n_facts, objects);
-    draw_distinct(r, 250, (uint32_t)n_facts, values);
-    for (int i = 0; i < n_facts; i++) {
-        facts[i].secret = pick_word(r, &dsv4_words_secrets);
-        facts[i].color = dsv4_words_colors.w[colors[i]];
-        facts[i].object = dsv4_words_objects.w[objects[i]];
-        facts[i].value = 1000 + (int)values[i] * 36 + (int)draw(r, 36);
-        facts[i].at = draw(r, (uint32_t)n + 1);
-    }
+    uint32_t asked[RECALL_MAX_FACTS];
+    draw_facts(r, facts, n_facts, n, NULL);
     int n_ask = thinking ? 1 : draw_in(r, 2, DSV4_MIN(n_facts, 6));
     draw_distinct(r, (uint32_t)n_facts, (uint32_t)n_ask, asked);
     ex->target_tokens = target;

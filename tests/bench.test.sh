@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench: `dsv4 bench --json` on the embedded model, small: every figure the issue names is in
 # the object and the derived ones agree with what they are derived from (prefill / peak, the
-# decode step's breakdown within the step), a synthetic depth is labelled as such, and bad
-# options are refused. Timings themselves are not checked (benchmarks, not tests).
+# decode step's breakdown within the step), a synthetic depth is labelled as such, the
+# production KV layout (--kv-bf16-rope) holds less state, and bad options are refused. Timings themselves are not checked (benchmarks, not tests).
 #
 #   bash bench.test.sh DSV4_BINARY SHARED_DIR SOURCE_DIR
 set -euo pipefail
@@ -16,9 +16,11 @@ export OMP_WAIT_POLICY=PASSIVE
 "$dsv4" bench -m "$src/models/tiny" --prefill 48 --decode 4 --bw-mib 48 --json > "$tmp/a.json" || fail "bench"
 "$dsv4" bench -m "$src/models/tiny" --prefill 0 --decode 3 --depth 300 --bw-mib 48 --json > "$tmp/b.json" \
   || fail "bench --depth"
-node - "$tmp/a.json" "$tmp/b.json" <<'JS' || fail "the JSON objects (above)"
+"$dsv4" bench -m "$src/models/tiny" --prefill 0 --decode 3 --depth 300 --bw-mib 48 --kv-bf16-rope --json > "$tmp/c.json" \
+  || fail "bench --kv-bf16-rope"
+node - "$tmp/a.json" "$tmp/b.json" "$tmp/c.json" <<'JS' || fail "the JSON objects (above)"
 const fs = require('fs');
-const [a, b] = process.argv.slice(2).map(f => JSON.parse(fs.readFileSync(f, 'utf8')));
+const [a, b, c] = process.argv.slice(2).map(f => JSON.parse(fs.readFileSync(f, 'utf8')));
 let bad = 0;
 const check = (ok, what) => { if (!ok) { console.error('bench: ' + what); bad++; } };
 for (const k of ['decode_tok_s', 'decode_bytes_per_token', 'bandwidth_gb_s', 'decode_bw_ratio', 'prefill_tok_s',
@@ -37,6 +39,9 @@ check(a.prefill_tokens === 48 && a.decode_tokens === 4 && a.depth === 48 && a.de
       'prefill 48 then 4 decode steps at depth 48, not synthetic');
 check(b.depth === 300 && b.depth_synthetic === true && b.decode_tokens === 3, 'depth 300 labelled synthetic');
 check(b.kv_bytes > a.kv_bytes, 'the deeper session holds more state');
+// bf16 rope dims: 2 bytes instead of 4 for each of the 32 rotary dims of every window and
+// compressed KV row (the indexer's keys do not change)
+check(c.depth === 300 && c.kv_bytes < b.kv_bytes, `--kv-bf16-rope keeps less state (${c.kv_bytes} < ${b.kv_bytes})`);
 process.exit(bad ? 1 : 0);
 JS
 if "$dsv4" bench -m "$src/models/tiny" --prefill many 2> "$tmp/err"; then fail "--prefill many accepted"; fi

@@ -186,6 +186,10 @@ int cli_model_flag(const char *cmd, int argc, char **argv, int *i, dsv4_open_opt
         opts->index_keys_intended = 1;
         return 1;
     }
+    if (cli_is(a, NULL, "--kv-bf16-rope")) { /* the production KV layout (docs/numerics.md) */
+        opts->kv_bf16_rope = 1;
+        return 1;
+    }
     if (cli_is(a, NULL, "--engram-ram")) {
         opts->engram_ram = 1;
         return 1;

@@ -14,7 +14,8 @@
 
 static const char *usage =
     "usage: dsv4 bench [-m DIR] [--json] [--prefill N [--chunk C]] [--decode N] [--depth N] [--threads N]\n"
-    "                  [--seed S] [--kernels portable|avx2|avx512] [--numerics exact|default] [--bw-mib M]\n"
+    "                  [--seed S] [--kernels portable|avx2|avx512] [--numerics exact|default]\n"
+    "                  [--kv-bf16-rope] [--bw-mib M]\n"
     "  --prefill N  prompt tokens timed (default 512; 0: none)\n"
     "  --chunk C    feed the prompt C tokens per call (default: one call)\n"
     "  --decode N   decode steps timed (default 16)\n"

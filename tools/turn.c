@@ -270,6 +270,7 @@ const char turn_opts_help[] =
     "      --ctx N             context length (default 8192)\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "      --numerics exact|default\n"
+    "      --kv-bf16-rope      keep the KV rows' rope dims in bf16 (the production layout)\n"
     "      --no-color          plain output\n";
 
 void turn_opts_defaults(turn_opts *o) {

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # train-tiny.sh: rebuild the embedded model models/tiny/ from nothing, the way it was made.
 #
-#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 4.5 hours on 2 cores)
+#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 5 hours on 2 cores)
 #
 # 1. the data: a byte-level BPE tokenizer (4096 tokens, DeepSeek-V4's special tokens) trained on
 #    the Debian `fortunes` corpus, and the generated task families (docs/training-data.md);
 # 2. `dsv4 train` with configs/tiny.json (1300 steps of 8 x 512 tokens: a dense-indexer phase,
 #    then prompts up to 2K, then up to 4K tokens), then configs/tiny-stage2.json (the same run
 #    continued to step 1800 at a lower learning rate, weighted toward tables, needles and tool
-#    calls), then configs/tiny-stage3.json (to step 3200 on a second data set that adds the
+#    calls), then configs/tiny-stage3.json (to step 3400 on a second data set that adds the
 #    recall family: several questions about one text or table, each answered); interrupt it at
 #    any time and run the script again: it resumes from the last checkpoint;
 # 3. `dsv4 quantize` into the release formats (FP8 linears, FP4 routed experts) in models/tiny/.

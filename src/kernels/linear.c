@@ -365,16 +365,39 @@ void dsv4_matmul_jobs(const dsv4_matmul_job *jobs, int n_jobs) {
     }
 }
 
+static bool wants_quant(const dsv4_linear *L, dsv4_numerics mode) {
+    return mode == DSV4_NUMERICS_DEFAULT && L->act_quant && (L->fmt == DSV4_W_FP8 || L->fmt == DSV4_W_FP4);
+}
+
+/* x rounded to FP8 blocks of L's act_block into xq. */
+static void act_quant(const dsv4_linear *L, const float *x, int n, float *xq) {
+    size_t cols = (size_t)L->cols;
+    memcpy(xq, x, (size_t)n * cols * sizeof(float));
+#pragma omp parallel for schedule(static) if (n > 4)
+    for (int t = 0; t < n; t++) dsv4_fp8_fake_quant(xq + (size_t)t * cols, (int)cols, L->act_block ? L->act_block : 128);
+}
+
 void dsv4_linear_forward(const dsv4_linear *L, const float *x, int n, float *y, dsv4_numerics mode,
                          float *xq) {
-    bool quant = mode == DSV4_NUMERICS_DEFAULT && L->act_quant && (L->fmt == DSV4_W_FP8 || L->fmt == DSV4_W_FP4);
-    if (quant) {
-        size_t cols = (size_t)L->cols;
-        memcpy(xq, x, (size_t)n * cols * sizeof(float));
-#pragma omp parallel for schedule(static) if (n > 4)
-        for (int t = 0; t < n; t++) dsv4_fp8_fake_quant(xq + (size_t)t * cols, (int)cols, L->act_block ? L->act_block : 128);
+    if (wants_quant(L, mode)) {
+        act_quant(L, x, n, xq);
         dsv4_matmul(L, xq, n, y);
     } else {
         dsv4_matmul(L, x, n, y);
     }
+}
+
+void dsv4_linear_forward2(const dsv4_linear *A, const dsv4_linear *B, const float *x, int n, float *ya, float *yb,
+                          dsv4_numerics mode, float *xq) {
+    bool qa = wants_quant(A, mode), qb = wants_quant(B, mode);
+    int ba = A->act_block ? A->act_block : 128, bb = B->act_block ? B->act_block : 128;
+    if (A->cols != B->cols || qa != qb || (qa && ba != bb)) { /* inputs differ: one after the other */
+        dsv4_linear_forward(A, x, n, ya, mode, xq);
+        dsv4_linear_forward(B, x, n, yb, mode, xq);
+        return;
+    }
+    if (qa) act_quant(A, x, n, xq);
+    const float *in = qa ? xq : x;
+    dsv4_matmul_job jobs[2] = {{A, in, n, ya, A->rows}, {B, in, n, yb, B->rows}};
+    dsv4_matmul_jobs(jobs, 2);
 }

@@ -60,6 +60,11 @@ void dsv4_matmul_release_scratch(void);
  * are rounded to FP8 blocks of act_block first (into scratch xq[n*cols]); then dsv4_matmul. */
 void dsv4_linear_forward(const dsv4_linear *L, const float *x, int n, float *y, dsv4_numerics mode,
                          float *xq);
+/* Two products of the same input as one parallel step (one fork/join, one rounding of x when
+ * both round it the same way): ya = A(x), yb = B(x). Results equal two dsv4_linear_forward
+ * calls. */
+void dsv4_linear_forward2(const dsv4_linear *A, const dsv4_linear *B, const float *x, int n, float *ya, float *yb,
+                          dsv4_numerics mode, float *xq);
 
 /* Several products run as one parallel step (the experts of a MoE block): all jobs' output
  * rows are shared out over the threads together, so small matrices keep every core busy and

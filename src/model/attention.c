@@ -103,8 +103,8 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
     dsv4_matmul_job *wo_jobs = (dsv4_matmul_job *)dsv4_ws_alloc(ws, (size_t)G * (sizeof(dsv4_matmul_job) + 3) / 4);
     if (!q_lat || !q || !kv || !o || !zo || !xq || !og || !wo_views || !wo_jobs) return DSV4_ENOMEM;
 
-    /* query */
-    dsv4_linear_forward(&aw->wq_a, u, N, q_lat, mode, xq);
+    /* query, and the token's own key/value row from the same input (one parallel step) */
+    dsv4_linear_forward2(&aw->wq_a, &aw->wkv, u, N, q_lat, kv, mode, xq);
     for (int r = 0; r < N; r++) dsv4_rmsnorm(q_lat + (size_t)r * qr, aw->q_norm, qr, eps, q_lat + (size_t)r * qr);
     dsv4_linear_forward(&aw->wq_b, q_lat, N, q, mode, xq);
 #pragma omp parallel for schedule(static) if (N > 1)
@@ -116,8 +116,7 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
         }
     }
 
-    /* the token's own key/value row, rounded as the ring will store it */
-    dsv4_linear_forward(&aw->wkv, u, N, kv, mode, xq);
+    /* the key/value row normalised, rotated and rounded as the ring will store it */
     dsv4_row_fmt fmt = dsv4_seg_state(b, &b->segs[0])->win.fmt;
     for (int r = 0; r < N; r++) {
         float *k = kv + (size_t)r * D;
@@ -165,8 +164,9 @@ dsv4_status dsv4_attention_forward(const struct dsv4_model *m, const dsv4_attn_w
             }
             return DSV4_ENOMEM;
         }
-        dsv4_matmul(&aw->comp.wkv, u, N, a);
-        dsv4_matmul(&aw->comp.wgate, u, N, z);
+        dsv4_matmul_job pair[2] = {{&aw->comp.wkv, u, N, a, aw->comp.wkv.rows},
+                                   {&aw->comp.wgate, u, N, z, aw->comp.wgate.rows}};
+        dsv4_matmul_jobs(pair, 2);
         dsv4_compressor_forward(m, &aw->comp, aw->rope, b, false, a, z, tmp);
     }
 

@@ -80,8 +80,8 @@ dsv4_status dsv4_indexer_forward(const struct dsv4_model *m, const dsv4_attn_w *
     float *q = dsv4_ws_alloc(ws, (size_t)N * nh * hd), *w = dsv4_ws_alloc(ws, (size_t)N * nh);
     float *xq = dsv4_ws_alloc(ws, (size_t)N * DSV4_MAX(dim, c->q_lora_rank));
     if (!a || !z || !tmp || !q || !w || !xq) return DSV4_ENOMEM;
-    dsv4_matmul(&ix->comp.wkv, u, N, a);
-    dsv4_matmul(&ix->comp.wgate, u, N, z);
+    dsv4_matmul_job pair[2] = {{&ix->comp.wkv, u, N, a, ix->comp.wkv.rows}, {&ix->comp.wgate, u, N, z, ix->comp.wgate.rows}};
+    dsv4_matmul_jobs(pair, 2);
     dsv4_compressor_forward(m, &ix->comp, aw->rope, b, true, a, z, tmp);
 
     /* queries and head weights */

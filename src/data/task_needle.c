@@ -145,11 +145,12 @@ dsv4_status gen_needle(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bo
     ex->target_tokens = target;
     ex->depth_percent = (int)lround(depth * 100);
 
-    dsv4_strbuf b = DSV4_STRBUF_INIT;
     char *text = haystack_text(g, PICK(r, intros), parts, n, facts, n_facts);
-    dsv4_strbuf_puts(&b, text ? text : "");
-    free(text);
     free(parts);
+    if (!text) return dsv4_error(DSV4_ENOMEM, "out of memory building a needle text");
+    dsv4_strbuf b = DSV4_STRBUF_INIT;
+    dsv4_strbuf_puts(&b, text);
+    free(text);
     const fact *needle = &facts[0];
     char *question = fill(PICK(r, questions), (const char *[]){needle->secret, needle->color, needle->object});
     if (question) dsv4_strbuf_puts(&b, question);

@@ -8,7 +8,7 @@
 # 2. `dsv4 train` with configs/tiny.json (1300 steps of 8 x 512 tokens: a dense-indexer phase,
 #    then prompts up to 2K, then up to 4K tokens), then configs/tiny-stage2.json (the same run
 #    continued to step 1800 at a lower learning rate, weighted toward tables, needles and tool
-#    calls), then configs/tiny-stage3.json (to step 3400 on a second data set that adds the
+#    calls), then configs/tiny-stage3.json (to step 3300 on a second data set that adds the
 #    recall family: several questions about one text or table, each answered); interrupt it at
 #    any time and run the script again: it resumes from the last checkpoint;
 # 3. `dsv4 quantize` into the release formats (FP8 linears, FP4 routed experts) in models/tiny/.

@@ -327,6 +327,44 @@ static void test_logprobs(void) {
     free(x);
 }
 
+/* logit_bias: added before anything else; -inf bans; the list is the sampler's own copy. */
+static void test_bias(void) {
+    const float flat[4] = {2.0f, 1.0f, 1.0f, 0.5f};
+    dsv4_logit_bias b[2] = {{0, -INFINITY}, {3, 0.75f}};
+    dsv4_sampler_params p = dsv4_sampler_defaults();
+    p.temperature = 0;
+    p.bias = b;
+    p.n_bias = 2;
+    dsv4_sampler *g = make(p, 0);
+    b[1].value = -50; /* changing the caller's list afterwards changes nothing */
+    CHECK(dsv4_sample(g, flat, 4) == 3, "greedy: token 0 banned, token 3 lifted to 1.25 wins");
+    CHECK(dsv4_sample(g, flat, 2) == 1, "a bias for an id beyond the vocabulary is ignored");
+    dsv4_sampler_free(g);
+    /* sampling: two equal logits, one raised by log 3, is drawn 3 times as often; the banned
+     * one never */
+    const float two[3] = {0.0f, 0.0f, 5.0f};
+    dsv4_logit_bias lift[2] = {{1, logf(3.0f)}, {2, -INFINITY}};
+    p = dsv4_sampler_defaults();
+    p.bias = lift;
+    p.n_bias = 2;
+    dsv4_sampler *s = make(p, 9);
+    int n1 = 0, n = 20000;
+    for (int i = 0; i < n; i++) {
+        int32_t id = dsv4_sample(s, two, 3);
+        CHECK(id == 0 || id == 1, "draw %d: token %d", i, id);
+        n1 += id == 1;
+    }
+    CHECK(fabs((double)n1 / n - 0.75) < 0.015, "biased token drawn %.4f of the time, expected 0.75", (double)n1 / n);
+    dsv4_sampler_free(s);
+    /* everything banned: nothing can be sampled */
+    dsv4_logit_bias all[3] = {{0, -INFINITY}, {1, -INFINITY}, {2, -INFINITY}};
+    p.bias = all;
+    p.n_bias = 3;
+    s = make(p, 1);
+    CHECK(dsv4_sample(s, two, 3) == -1, "every token banned");
+    dsv4_sampler_free(s);
+}
+
 static void test_params(void) {
     static const struct {
         dsv4_sampler_params p;
@@ -346,6 +384,21 @@ static void test_params(void) {
         CHECK(dsv4_sampler_new(&bad[k].p, 0, &s) == DSV4_EINVAL && s == NULL && strstr(dsv4_errmsg(), bad[k].name),
               "bad %s refused: %s", bad[k].name, dsv4_errmsg());
     }
+    static const dsv4_logit_bias nan_bias = {1, NAN}, neg_id = {-1, 1}, pos_inf = {1, INFINITY};
+    const dsv4_logit_bias *biases[] = {&nan_bias, &neg_id, &pos_inf};
+    for (size_t k = 0; k < DSV4_ARRAY_LEN(biases); k++) {
+        dsv4_sampler_params p = dsv4_sampler_defaults();
+        p.bias = biases[k];
+        p.n_bias = 1;
+        dsv4_sampler *s;
+        CHECK(dsv4_sampler_new(&p, 0, &s) == DSV4_EINVAL && s == NULL && strstr(dsv4_errmsg(), "logit bias"),
+              "bad logit bias %zu refused: %s", k, dsv4_errmsg());
+    }
+    dsv4_sampler_params p = dsv4_sampler_defaults();
+    p.n_bias = DSV4_MAX_LOGIT_BIAS + 1;
+    p.bias = &nan_bias;
+    dsv4_sampler *s;
+    CHECK(dsv4_sampler_new(&p, 0, &s) == DSV4_EINVAL, "too many logit biases refused");
 }
 
 int main(void) {
@@ -355,6 +408,7 @@ int main(void) {
     test_reproducible();
     test_large_nucleus();
     test_logprobs();
+    test_bias();
     test_params();
     return check_done("test_sampler");
 }

@@ -8,6 +8,8 @@
  * The counts for the penalties are a dense array indexed by id (allocated on first use) plus
  * the list of ids seen, so applying penalties costs O(distinct tokens), not O(vocab). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "base/base.h"
 #include "infer/sampler.h"
@@ -55,6 +57,7 @@ struct dsv4_sampler {
     int32_t *count; /* [cap_count] times each id was generated */
     int32_t *seen;  /* distinct ids with count > 0 */
     size_t n_seen, cap_seen, cap_count;
+    dsv4_logit_bias *bias; /* p.bias points here */
     float *work;       /* [cap] penalised, tempered logits */
     struct cand *cand; /* [cap] the tokens still in the running */
     size_t cap;
@@ -80,6 +83,12 @@ static dsv4_status check_params(const dsv4_sampler_params *p) {
         return dsv4_error(DSV4_EINVAL, "sampler: frequency_penalty %g must be in [-2, 2]", p->frequency_penalty);
     if (!(p->repetition_penalty > 0 && isfinite(p->repetition_penalty)))
         return dsv4_error(DSV4_EINVAL, "sampler: repetition_penalty %g must be > 0", p->repetition_penalty);
+    if (p->n_bias < 0 || p->n_bias > DSV4_MAX_LOGIT_BIAS || (p->n_bias && !p->bias))
+        return dsv4_error(DSV4_EINVAL, "sampler: %d logit biases (at most %d)", p->n_bias, DSV4_MAX_LOGIT_BIAS);
+    for (int i = 0; i < p->n_bias; i++)
+        if (p->bias[i].id < 0 || !(isfinite(p->bias[i].value) || p->bias[i].value == -INFINITY))
+            return dsv4_error(DSV4_EINVAL, "sampler: logit bias %g for token %d", p->bias[i].value,
+                              (int)p->bias[i].id);
     return DSV4_OK;
 }
 
@@ -90,6 +99,15 @@ dsv4_status dsv4_sampler_new(const dsv4_sampler_params *p, uint64_t seed, dsv4_s
     dsv4_sampler *s = dsv4_calloc(1, sizeof *s, "sampler");
     if (!s) return DSV4_ENOMEM;
     s->p = *p;
+    if (p->n_bias) {
+        s->bias = dsv4_calloc((size_t)p->n_bias, sizeof *s->bias, "sampler logit bias");
+        if (!s->bias) {
+            free(s);
+            return DSV4_ENOMEM;
+        }
+        memcpy(s->bias, p->bias, (size_t)p->n_bias * sizeof *s->bias);
+    }
+    s->p.bias = s->bias;
     dsv4_rng_seed(&s->rng, seed);
     *out = s;
     return DSV4_OK;
@@ -97,6 +115,7 @@ dsv4_status dsv4_sampler_new(const dsv4_sampler_params *p, uint64_t seed, dsv4_s
 
 void dsv4_sampler_free(dsv4_sampler *s) {
     if (!s) return;
+    free(s->bias);
     free(s->count);
     free(s->seen);
     free(s->work);
@@ -306,6 +325,8 @@ int32_t dsv4_sample(dsv4_sampler *s, const float *logits, int vocab) {
     }
     float *x = s->work;
     for (int i = 0; i < vocab; i++) x[i] = clean(logits[i]);
+    for (int i = 0; i < s->p.n_bias; i++)
+        if (s->p.bias[i].id < vocab) x[s->p.bias[i].id] += s->p.bias[i].value;
     apply_penalties(s, x, vocab);
     int32_t chosen = s->p.temperature == 0 ? argmax(x, vocab) : sample_tempered(s, x, vocab);
     if (chosen >= 0) dsv4_sampler_accept(s, chosen);

@@ -4,6 +4,8 @@
  * its random number generator (seeded, so a run can be repeated exactly) and the counts of the
  * tokens generated so far (for the penalties). The steps, in this order, as vLLM applies them:
  *
+ *   logit bias   logit += bias[id] for the listed tokens (OpenAI's logit_bias); a bias of -inf
+ *                bans a token (how ignore_eos keeps the end-of-sentence token from being drawn)
  *   penalties    for each token already generated c times:
  *                  logit -= presence_penalty * (c > 0) + frequency_penalty * c   (OpenAI API)
  *                  logit  = logit > 0 ? logit / r : logit * r   (repetition_penalty r, CTRL)
@@ -35,6 +37,13 @@ uint64_t dsv4_rng_next(dsv4_rng *r);
 double dsv4_rng_uniform(dsv4_rng *r); /* in [0, 1), 53 random bits */
 
 /* ---- sampling ------------------------------------------------------------------------------ */
+typedef struct dsv4_logit_bias {
+    int32_t id;
+    float value; /* finite, or -inf: never choose this token */
+} dsv4_logit_bias;
+
+#define DSV4_MAX_LOGIT_BIAS 1024
+
 typedef struct dsv4_sampler_params {
     float temperature;        /* 0: greedy. Default 1 */
     float top_p;              /* (0, 1]; 1: off. Default 1 */
@@ -43,6 +52,9 @@ typedef struct dsv4_sampler_params {
     float presence_penalty;   /* [-2, 2] as in the OpenAI API; 0: off */
     float frequency_penalty;  /* [-2, 2]; 0: off */
     float repetition_penalty; /* > 0; 1: off */
+    const dsv4_logit_bias *bias; /* [n_bias], copied by dsv4_sampler_new; ids outside the vocabulary
+                                  * are ignored (the caller checks them against its model) */
+    int n_bias;                  /* 0..DSV4_MAX_LOGIT_BIAS */
 } dsv4_sampler_params;
 
 dsv4_sampler_params dsv4_sampler_defaults(void);

@@ -10,7 +10,8 @@
  *   tool_choice auto | any | tool | none      -> auto | required | named | none
  *   thinking {type: enabled|disabled}, output_config.effort; thinking is on by default, as on
  *   DeepSeek's API (off for the model alias deepseek-chat), and budget_tokens is ignored
- *   (DeepSeek ignores it too)
+ *   (DeepSeek ignores it too); ignore_eos (an extension, as on the OpenAI side) keeps the
+ *   end-of-sentence token from being sampled
  * The reply's content blocks come in the model's order: thinking, text, tool_use. Usage follows
  * Anthropic's convention: input_tokens counts the prompt tokens not read from the cache, and
  * cache_read_input_tokens the ones that were. Streams follow Anthropic's event sequence
@@ -290,6 +291,7 @@ static bool prepare(dsv4_server *srv, const json_t *body, dsv4_job *j, const cha
             j->gen.sampling.top_p = top_p > 0 ? (float)top_p : 1.0f;
             if (top_p <= 0) j->gen.sampling.temperature = 0;
         }
+        ok = ok && dsv4_req_logit_bias(srv, body, false, j, e);
         j->gen.seed = dsv4_req_seed(srv);
     }
     json_decref(tools);

@@ -38,6 +38,7 @@ void dsv4_job_unref(dsv4_job *j) {
     for (int i = 0; i < DSV4_MAX_STOPS; i++) free(j->stop_text[i]);
     free(j->prompt);
     free(j->forced);
+    free(j->bias);
     free(j->script);
     free(j->error);
     pthread_mutex_destroy(&j->mu);

@@ -51,6 +51,7 @@ typedef struct dsv4_job {
     int n_forced;
     int32_t *script; /* test hook: the whole reply, forced token by token, or NULL */
     int n_script;
+    dsv4_logit_bias *bias; /* gen.sampling.bias points here (logit_bias, ignore_eos), or NULL */
     bool ban_dsml;    /* no tool calls: the DSML token is never sampled */
     bool want_tokens; /* send TOKEN events (logprobs) */
     double t_submit;

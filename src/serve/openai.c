@@ -15,6 +15,8 @@
  *                      reasoning_effort low..high renders as "high", max as "max", none
  *                      disables thinking. In thinking mode temperature, top_p and the penalties
  *                      are ignored, as DeepSeek ignores them.
+ *   logit_bias         {"token id": -100..100}, added to the logits before the penalties
+ *   ignore_eos         (vLLM / llama.cpp extension) the end-of-sentence token is never sampled
  * Replies carry reasoning_content next to content, tool calls as tool_calls (streamed as
  * deltas: the first with id and name, then argument pieces), and DeepSeek's usage fields. */
 #include <stdio.h>
@@ -113,7 +115,7 @@ static bool common_fields(dsv4_server *srv, const json_t *body, bool thinking, d
     }
     j->gen.sampling = sp;
     j->gen.seed = seed >= 0 ? (uint64_t)seed : dsv4_req_seed(srv);
-    return true;
+    return dsv4_req_logit_bias(srv, body, true, j, e);
 }
 
 static bool max_tokens_field(const json_t *body, params *p, dsv4_req_err *e) {

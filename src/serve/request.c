@@ -8,8 +8,12 @@
  * The test hook (scripted replies) lives here too, kept apart at the end of the file: it is
  * only active when the server was started with --test-script, and only replaces the choice
  * of tokens, so batching, caching, streaming and parsing run exactly as for sampled text. */
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "serve/server.h"
@@ -114,6 +118,41 @@ bool dsv4_req_model(const dsv4_server *srv, const json_t *body, bool anthropic, 
     return dsv4_req_fail(e, 400,
                          "model: unknown model \"%.100s\" (this server serves deepseek-v4-flash, deepseek-v4-pro, %s)",
                          m, srv->model_name);
+}
+
+bool dsv4_req_logit_bias(dsv4_server *srv, const json_t *body, bool openai, dsv4_job *j, dsv4_req_err *e) {
+    bool ignore_eos = false;
+    if (!dsv4_req_bool(body, "ignore_eos", &ignore_eos, e)) return false;
+    const json_t *lb = openai ? field(body, "logit_bias") : NULL;
+    if (lb && !json_is_object(lb))
+        return dsv4_req_fail(e, 400, "logit_bias: expected an object mapping token ids to biases");
+    size_t n = (lb ? json_object_size(lb) : 0) + ignore_eos;
+    if (n > DSV4_MAX_LOGIT_BIAS)
+        return dsv4_req_fail(e, 400, "logit_bias: at most %d tokens (got %zu)", DSV4_MAX_LOGIT_BIAS, n);
+    if (!n) return true;
+    dsv4_logit_bias *b = calloc(n, sizeof *b);
+    if (!b) return dsv4_req_fail(e, 500, "out of memory");
+    free(j->bias);
+    j->bias = b;
+    int vocab = dsv4_model_vocab(srv->m), k = 0;
+    const char *key;
+    const json_t *v;
+    if (lb) json_object_foreach((json_t *)lb, key, v) {
+        char *end;
+        errno = 0;
+        long id = strtol(key, &end, 10);
+        if (!*key || *end || errno || id < 0 || id >= vocab)
+            return dsv4_req_fail(e, 400, "logit_bias: \"%.40s\" is not a token id (0 to %d)", key, vocab - 1);
+        if (!json_is_number(v)) return dsv4_req_fail(e, 400, "logit_bias[\"%s\"]: expected a number", key);
+        double x = json_number_value(v);
+        if (!(x >= -100 && x <= 100))
+            return dsv4_req_fail(e, 400, "logit_bias[\"%s\"]: %g is out of range [-100, 100]", key, x);
+        b[k++] = (dsv4_logit_bias){(int32_t)id, (float)x};
+    }
+    if (ignore_eos) b[k++] = (dsv4_logit_bias){srv->tok_eos, -INFINITY};
+    j->gen.sampling.bias = b;
+    j->gen.sampling.n_bias = k;
+    return true;
 }
 
 /* ---- prompts ----------------------------------------------------------------------------- */

@@ -80,6 +80,11 @@ bool dsv4_req_bool(const json_t *obj, const char *key, bool *out, dsv4_req_err *
 bool dsv4_req_string(const json_t *obj, const char *key, const char **out, dsv4_req_err *e);
 /* stop: a string or a list of up to 16 non-empty strings, into the job. */
 bool dsv4_req_stops(const json_t *obj, const char *key, dsv4_job *j, dsv4_req_err *e);
+/* OpenAI's logit_bias ({"token id": bias in [-100, 100]}; the Anthropic dialect has none, pass
+ * openai false) and the vLLM / llama.cpp extension ignore_eos (true: the end-of-sentence token
+ * is never sampled, so a reply runs to max_tokens, a stop string or the context's end). Call it
+ * after the sampling parameters are set: it adds the list to j->gen.sampling. */
+bool dsv4_req_logit_bias(dsv4_server *srv, const json_t *body, bool openai, dsv4_job *j, dsv4_req_err *e);
 
 /* The model field: required, a string, and one of the names we serve. `anthropic` also
  * accepts claude-* names, as DeepSeek's Anthropic endpoint does. */

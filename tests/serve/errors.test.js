@@ -111,6 +111,13 @@ test('wrong types and missing fields (OpenAI)', async () => {
     [chat({ reasoning_effort: 'extreme' }), /reasoning_effort: expected/],
     [chat({ messages: [{ role: 'assistant', content: 'x', tool_calls: [{ type: 'function', function: { name: 'f', arguments: '[1]' } }] }, { role: 'user', content: 'y' }] }), /arguments: JSON but not an object/],
     [chat({ stream_options: 'all' }), /stream_options: expected an object/],
+    [chat({ logit_bias: [1] }), /logit_bias: expected an object/],
+    [chat({ logit_bias: { hello: 1 } }), /logit_bias: "hello" is not a token id/],
+    [chat({ logit_bias: { '-3': 1 } }), /logit_bias: "-3" is not a token id/],
+    [chat({ logit_bias: { 99999999: 1 } }), /logit_bias: "99999999" is not a token id/],
+    [chat({ logit_bias: { 5: 'up' } }), /logit_bias\["5"\]: expected a number/],
+    [chat({ logit_bias: { 5: 101 } }), /logit_bias\["5"\]: 101 is out of range/],
+    [chat({ ignore_eos: 'yes' }), /ignore_eos: expected true or false/],
   ];
   for (const [body, pattern] of cases) openaiError(await post('/v1/chat/completions', body), 400, pattern);
   openaiError(await post('/v1/completions', { model: MODEL, prompt: 5 }), 400, /prompt: expected a string/);
@@ -128,6 +135,7 @@ test('wrong types and missing fields (Anthropic)', async () => {
     [msg({ messages: [{ role: 'user', content: [{ type: 'tool_result' }] }] }), /tool_use_id: expected a string/],
     [msg({ messages: [{ role: 'assistant', content: [{ type: 'tool_use', id: 'a', name: 'f', input: 'x' }] }] }), /tool_use block needs/],
     [msg({ system: 5 }), /system: expected a string or a list of text blocks/],
+    [msg({ ignore_eos: 1 }), /ignore_eos: expected true or false/],
     [msg({ tools: [{ type: 'web_search_20250305', name: 'web_search' }] }), /tool type "web_search_20250305" is not supported/],
     [msg({ tools: [{ input_schema: {} }] }), /tools\[0\]: expected/],
     [msg({ tool_choice: { type: 'any' } }), /needs tools/],
@@ -204,14 +212,14 @@ async function waitActive(n, ms = 5000) {
 test('a client that disconnects frees its slot at once', async () => {
   await waitIdle();
   const before = (await health()).engine.jobs_cancelled;
-  const s = await openStream(chat({ max_tokens: 100000, stream: true, thinking: { type: 'disabled' } }));
+  const s = await openStream(chat({ max_tokens: 100000, stream: true, ignore_eos: true, thinking: { type: 'disabled' } }));
   await waitActive(1);
   s.destroy();
   const h = await waitIdle(2000);
   assert.equal(h.engine.jobs_cancelled, before + 1);
   // the same for a request that is not streamed
   const t = net.connect(Number(port), hostname);
-  const data = JSON.stringify(chat({ max_tokens: 100000 }));
+  const data = JSON.stringify(chat({ max_tokens: 100000, ignore_eos: true }));
   t.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${data.length}\r\n\r\n${data}`);
   await waitActive(1);
   t.destroy();
@@ -223,7 +231,7 @@ test('a full queue answers 503 with Retry-After; queued streams get keep-alives'
   const capacity = h0.slots.parallel + h0.slots.queue;
   const streams = [];
   for (let i = 0; i < capacity; i++)
-    streams.push(await openStream(msg({ max_tokens: 100000, stream: true, thinking: { type: 'disabled' } }), '/v1/messages'));
+    streams.push(await openStream(msg({ max_tokens: 100000, stream: true, ignore_eos: true, thinking: { type: 'disabled' } }), '/v1/messages'));
   const r = await post('/v1/chat/completions', chat());
   openaiError(r, 503, /busy/);
   assert.equal(r.headers['retry-after'], '1');

@@ -181,6 +181,28 @@ test('logprobs with top_logprobs', async () => {
   assert.equal(again.choices[0].message.content, r.choices[0].message.content);
 });
 
+test('logit_bias and ignore_eos', async () => {
+  const ask = (extra) => client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Bias me' }], max_tokens: 3, temperature: 0,
+    thinking: { type: 'disabled' }, logprobs: true, ...extra,
+  });
+  // +100 on one token makes greedy decoding repeat it
+  const lifted = await ask({ logit_bias: { 300: 100 } });
+  const toks = lifted.choices[0].logprobs.content.map((t) => t.token);
+  assert.equal(toks.length, 3);
+  assert.ok(toks[0] === toks[1] && toks[1] === toks[2], JSON.stringify(toks));
+  assert.equal(lifted.choices[0].message.content, toks.join(''));
+  // the end-of-sentence token (id 1) lifted ends the reply at once; ignore_eos overrides it
+  const eos = await ask({ logit_bias: { 1: 100 } });
+  assert.equal(eos.choices[0].finish_reason, 'stop');
+  assert.equal(eos.choices[0].message.content, '');
+  const kept = await ask({ logit_bias: { 1: 100 }, ignore_eos: true, max_tokens: 8 });
+  assert.equal(kept.choices[0].finish_reason, 'length');
+  assert.equal(kept.usage.completion_tokens, 8);
+  const free = await ask({ max_tokens: 8, ignore_eos: true });
+  assert.equal(kept.choices[0].message.content, free.choices[0].message.content);
+});
+
 test('stop sequence ends the text before it', async () => {
   const r = await client.chat.completions.create({
     model: MODEL, messages: [{ role: 'user', content: 'Say the magic words' }], max_tokens: 100, stop: ['STOP'],

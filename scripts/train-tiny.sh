@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # train-tiny.sh: rebuild the embedded model models/tiny/ from nothing, the way it was made.
 #
-#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 5 hours on 2 cores)
+#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 6.5 hours on 2 cores)
 #
 # 1. the data: a byte-level BPE tokenizer (4096 tokens, DeepSeek-V4's special tokens) trained on
 #    the Debian `fortunes` corpus, and the generated task families (docs/training-data.md);
@@ -10,7 +10,10 @@
 #    continued to step 1800 at a lower learning rate, weighted toward tables, needles and tool
 #    calls), then configs/tiny-stage3.json (to step 3300 on a second data set that adds the
 #    recall family: several questions about one text or table, each answered); interrupt it at
-#    any time and run the script again: it resumes from the last checkpoint;
+#    any time and run the script again: it resumes from the last checkpoint; then
+#    configs/tiny-stage4.json (to step 4500: retrieval-heavy, prompts up to 1K with a dense
+#    indexer, then 2K, then 4K) and configs/tiny-stage5.json (to step 5500 on a third data set
+#    of shorter needles and recall texts, 160-1536 tokens: many retrievals just past the window);
 # 3. `dsv4 quantize` into the release formats (FP8 linears, FP4 routed experts) in models/tiny/.
 # The run that made the shipped model was stopped at step 550 of a 2000-step schedule and resumed
 # with this one (the first 550 steps are the same under both: same warm-up, same data order),
@@ -36,7 +39,14 @@ if [ ! -f "$work/data-recall/manifest.json" ]; then
     --count arith=60000 --count table=30000 --count needle=16000 --count tools=12000 --count text=0 --count chat=6000 \
     --count recall=24000 --needle-min 256 --needle-max 4096
 fi
-for stage in tiny:data tiny-stage2:data tiny-stage3:data-recall; do
+# the fifth stage: new examples (seed 2, the same tokenizer) of shorter prompts, where a needle
+# lies just past the 128-token window and must be found through the compressed rows
+if [ ! -f "$work/data-short/manifest.json" ]; then
+  "$dsv4" data build --out "$work/data-short" --seed 2 --tokenizer "$work/data/tokenizer.json" \
+    --count arith=10000 --count table=20000 --count needle=30000 --count tools=8000 --count text=0 --count chat=4000 \
+    --count recall=30000 --needle-min 160 --needle-max 1536
+fi
+for stage in tiny:data tiny-stage2:data tiny-stage3:data-recall tiny-stage4:data-recall tiny-stage5:data-short; do
   config=${stage%%:*} data=${stage#*:}
   resume=()
   [ -f "$work/run/trainer.json" ] && resume=(--resume)

@@ -347,7 +347,12 @@ static int question(evaluator *e, const dsv4_example *ex, tally *t) {
         t->n++;
         t->prompt_tokens += n_prompt;
         if (dsv4_answer_check(&ex->expect, content_of(message))) t->correct++;
-        else show_miss(e, dsv4_family_name(ex->family), completion, NULL);
+        else if (e->o->verbose) { /* the data's own answer beside the model's */
+            char *expected = NULL;
+            rc = reference_of(ex, (size_t)ex->ask, &expected);
+            if (!rc) fprintf(stderr, "[%s] wrong: %s\n    expected: %s\n", dsv4_family_name(ex->family), completion, expected);
+            free(expected);
+        }
     }
     json_decref(message);
     free(completion);

@@ -399,6 +399,10 @@ static void test_params(void) {
     p.bias = &nan_bias;
     dsv4_sampler *s;
     CHECK(dsv4_sampler_new(&p, 0, &s) == DSV4_EINVAL, "too many logit biases refused");
+    p.n_bias = 2;
+    p.bias = NULL;
+    CHECK(dsv4_sampler_new(&p, 0, &s) == DSV4_EINVAL && s == NULL && strstr(dsv4_errmsg(), "no list"),
+          "a count without a list refused: %s", dsv4_errmsg());
 }
 
 int main(void) {

@@ -83,8 +83,9 @@ static dsv4_status check_params(const dsv4_sampler_params *p) {
         return dsv4_error(DSV4_EINVAL, "sampler: frequency_penalty %g must be in [-2, 2]", p->frequency_penalty);
     if (!(p->repetition_penalty > 0 && isfinite(p->repetition_penalty)))
         return dsv4_error(DSV4_EINVAL, "sampler: repetition_penalty %g must be > 0", p->repetition_penalty);
-    if (p->n_bias < 0 || p->n_bias > DSV4_MAX_LOGIT_BIAS || (p->n_bias && !p->bias))
+    if (p->n_bias < 0 || p->n_bias > DSV4_MAX_LOGIT_BIAS)
         return dsv4_error(DSV4_EINVAL, "sampler: %d logit biases (at most %d)", p->n_bias, DSV4_MAX_LOGIT_BIAS);
+    if (p->n_bias && !p->bias) return dsv4_error(DSV4_EINVAL, "sampler: %d logit biases but no list", p->n_bias);
     for (int i = 0; i < p->n_bias; i++)
         if (p->bias[i].id < 0 || !(isfinite(p->bias[i].value) || p->bias[i].value == -INFINITY))
             return dsv4_error(DSV4_EINVAL, "sampler: logit bias %g for token %d", p->bias[i].value,

@@ -5,6 +5,7 @@
  * test needs no Debian package. Expected values come from the documented rules (corpus.h,
  * answer.h) and from the chat encoder itself: every target span must decode to exactly the
  * text the encoder writes between the generation prompt and <｜end▁of▁sentence｜>. */
+#include <ctype.h>
 #include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -463,6 +464,87 @@ static void test_answers(void) {
     json_decref(want);
 }
 
+/* --table-reverse: the share of table questions asked from a cell to the row's key, in the table
+ * family and in recall's tables alike; 0 keeps the generator's one in three. */
+static bool reverse_question(const char *q) {
+    return strstr(q, "Who ") || strstr(q, "Which person") || strstr(q, "Which item") || strstr(q, "What costs");
+}
+
+/* The line of a user message that asks (the table may come before or after it). */
+static void question_line(const char *content, char *out, size_t cap) {
+    *out = 0;
+    for (const char *p = content; *p;) {
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n && p[n - 1] == '?' && n < cap) {
+            memcpy(out, p, n);
+            out[n] = 0;
+        }
+        p += n + (end != NULL);
+    }
+}
+
+static bool has_word(const char *s, const char *w) {
+    size_t n = strlen(w);
+    for (const char *p = strstr(s, w); p; p = strstr(p + 1, w))
+        if ((p == s || !isalpha((unsigned char)p[-1])) && !isalpha((unsigned char)p[n])) return true;
+    return false;
+}
+
+static void test_table_reverse(const dsv4_corpus *c) {
+    dsv4_taskgen g;
+    CHECK(!dsv4_taskgen_init(&g, c, NULL, false, 5), "taskgen: %s", dsv4_errmsg());
+    static const struct {
+        double share, lo, hi;
+    } cases[] = {{0, 0.25, 0.42}, {1, 1, 1}, {-1, 0, 0}, {0.75, 0.65, 0.85}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int n = 0, reverse = 0;
+        for (uint64_t i = 0; i < 300; i++) {
+            dsv4_task_opts o = {.thinking = -1, .table_reverse = cases[k].share};
+            dsv4_example ex;
+            CHECK(!dsv4_task_generate(&g, DSV4_FAMILY_TABLE, i, &o, &ex), "table #%d", (int)i);
+            const char *q = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask - 1), "content"));
+            n++;
+            reverse += q && reverse_question(q);
+            if (k == 1 && q) { /* every answer names the key the question did not */
+                const char *answer = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask), "content"));
+                char key[32] = "";
+                sscanf(answer, "%31s", key);
+                if (!strcmp(key, "The")) sscanf(answer, "The %31s", key);
+                char line[256];
+                question_line(q, line, sizeof line);
+                CHECK(*key && *line && !has_word(line, key), "reverse #%d: '%s' not in the question '%s'", (int)i, key, line);
+            }
+            dsv4_example_free(&ex);
+        }
+        double share = (double)reverse / n;
+        CHECK(share >= cases[k].lo && share <= cases[k].hi, "table_reverse %g: %d of %d questions reverse",
+              cases[k].share, reverse, n);
+    }
+    int reverse = 0, asked = 0;
+    for (uint64_t i = 0; i < 60; i++) { /* recall's tables follow the option too */
+        dsv4_task_opts o = {.thinking = -1, .table_reverse = 1, .needle_min = 300, .needle_max = 600};
+        dsv4_example ex;
+        CHECK(!dsv4_task_generate(&g, DSV4_FAMILY_RECALL, i, &o, &ex), "recall #%d", (int)i);
+        size_t m = json_array_size(ex.messages);
+        bool table = false;
+        for (size_t j = 0; j < m; j++) {
+            json_t *msg = json_array_get(ex.messages, j);
+            const char *content = json_string_value(json_object_get(msg, "content"));
+            if (strcmp(json_string_value(json_object_get(msg, "role")), "user") || !content) continue;
+            if (strstr(content, "| --- |")) table = true;
+            if (!table) continue;
+            char line[256];
+            question_line(content, line, sizeof line);
+            asked++;
+            reverse += reverse_question(line);
+        }
+        dsv4_example_free(&ex);
+    }
+    CHECK(asked > 20 && reverse == asked, "recall tables: %d of %d questions reverse", reverse, asked);
+    dsv4_taskgen_free(&g);
+}
+
 int main(void) {
     test_corpus();
     test_answers();
@@ -477,6 +559,7 @@ int main(void) {
         test_masks(&c, tok);
         test_needle(&c, tok);
         test_recall(&c, tok);
+        test_table_reverse(&c);
         test_tools_shape(&c);
         test_build(&c, tok, json, json_len);
     }

@@ -39,6 +39,8 @@ static int usage(FILE *f) {
             "                      (several questions per text or table) is 0 unless asked for\n"
             "  --needle-min N, --needle-max N   needle prompt lengths in tokens (default 256, 4096)\n"
             "  --think-share F     share of examples in thinking mode (default 0.2)\n"
+            "  --table-reverse F   share of table questions asked from a cell to the row's key, \"Who\n"
+            "                      lives in Oslo?\" (default: one in three, like each other kind)\n"
             "  --valid-share F     validation sequences per training sequence (default 0.05)\n"
             "  --quiet             no progress or summary\n",
             DEFAULT_VOCAB, DSV4_FORTUNES_DIR);
@@ -62,7 +64,7 @@ static int parse(int argc, char **argv, options *o) {
     dsv4_build_opts d;
     dsv4_build_defaults(&d, 1);
     uint64_t seed = d.seed;
-    double think = d.task.think_share, valid = d.valid_share;
+    double think = d.task.think_share, valid = d.valid_share, reverse = d.task.table_reverse;
     int needle_min = d.task.needle_min, needle_max = d.task.needle_max;
     long long v;
     double f;
@@ -104,6 +106,10 @@ static int parse(int argc, char **argv, options *o) {
             if (!cli_float(cli_value(argc, argv, &i), &f) || f < 0 || f > 1)
                 return cli_fail(cmd, "--think-share needs a number in [0, 1]");
             think = f;
+        } else if (cli_is(a, NULL, "--table-reverse")) {
+            if (!cli_float(cli_value(argc, argv, &i), &f) || f < 0 || f > 1)
+                return cli_fail(cmd, "--table-reverse needs a number in [0, 1]");
+            reverse = f > 0 ? f : -1; /* the options' 0 is the generator's own share */
         } else if (cli_is(a, NULL, "--valid-share")) {
             if (!cli_float(cli_value(argc, argv, &i), &f) || f < 0 || f > 1)
                 return cli_fail(cmd, "--valid-share needs a number in [0, 1]");
@@ -128,6 +134,7 @@ static int parse(int argc, char **argv, options *o) {
     o->build.task.think_share = think;
     o->build.task.needle_min = needle_min;
     o->build.task.needle_max = needle_max;
+    o->build.task.table_reverse = reverse;
     return 0;
 }
 

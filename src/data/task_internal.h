@@ -58,11 +58,11 @@ typedef struct table_spec {
 void table_draw(dsv4_rng *r, table_spec *t);
 char *table_render(const table_spec *t); /* Markdown */
 /* A question about row `target`: x->user is the question alone. */
-dsv4_status table_ask(dsv4_rng *r, const table_spec *t, uint32_t target, bool thinking, exchange *x,
+dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t, uint32_t target, bool thinking, exchange *x,
                       dsv4_example *ex);
 
 dsv4_status arith_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example *ex);
-dsv4_status table_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example *ex);
+dsv4_status table_exchange(dsv4_rng *r, const dsv4_task_opts *o, bool thinking, exchange *x, dsv4_example *ex);
 dsv4_status chat_exchange(dsv4_taskgen *g, dsv4_rng *r, exchange *x);
 
 /* The families (task_qa.c, task_needle.c, task_tools.c). */

@@ -239,7 +239,7 @@ static dsv4_status recall_facts(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_op
     return ok ? DSV4_OK : dsv4_error(DSV4_ENOMEM, "out of memory building a recall example");
 }
 
-static dsv4_status recall_table(dsv4_rng *r, bool thinking, dsv4_example *ex) {
+static dsv4_status recall_table(dsv4_rng *r, const dsv4_task_opts *o, bool thinking, dsv4_example *ex) {
     table_spec t;
     table_draw(r, &t);
     int n_ask = thinking ? 1 : draw_in(r, 2, 5);
@@ -255,7 +255,7 @@ static dsv4_status recall_table(dsv4_rng *r, bool thinking, dsv4_example *ex) {
     for (int q = 0; q < n_ask && !st; q++) {
         exchange x = {0};
         uint32_t row = q == 0 ? t.first : draw(r, t.rows);
-        st = table_ask(r, &t, row, thinking, &x, q == n_ask - 1 ? ex : NULL);
+        st = table_ask(r, o, &t, row, thinking, &x, q == n_ask - 1 ? ex : NULL);
         if (!st && q == 0) {
             char *user = fmt("Here is a table:\n\n%s\n\n%s", table, x.user);
             free(x.user);
@@ -274,5 +274,5 @@ static dsv4_status recall_table(dsv4_rng *r, bool thinking, dsv4_example *ex) {
 }
 
 dsv4_status gen_recall(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_opts *o, bool thinking, dsv4_example *ex) {
-    return chance(r, 0.5) ? recall_facts(g, r, o, thinking, ex) : recall_table(r, thinking, ex);
+    return chance(r, 0.5) ? recall_facts(g, r, o, thinking, ex) : recall_table(r, o, thinking, ex);
 }

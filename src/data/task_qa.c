@@ -160,11 +160,14 @@ char *table_render(const table_spec *t) {
     return dsv4_strbuf_release(&b, NULL);
 }
 
-dsv4_status table_ask(dsv4_rng *r, const table_spec *t, uint32_t target, bool thinking, exchange *x,
+dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t, uint32_t target, bool thinking, exchange *x,
                       dsv4_example *ex) {
     const char *k = table_key(t, target);
     char *question = NULL, *answer = NULL, *why = NULL;
-    int kind = (int)draw(r, 3), num = t->num[target];
+    /* kind 2 is the reverse look-up in every schema: from a cell to the row's key, the harder
+     * one for a small model (find the row by its value, then copy what starts it) */
+    int kind = o->table_reverse == 0 ? (int)draw(r, 3) : chance(r, o->table_reverse) ? 2 : (int)draw(r, 2);
+    int num = t->num[target];
     if (t->s == PEOPLE) {
         const char *city = dsv4_words_cities.w[t->other[target]];
         if (kind == 0) {
@@ -244,11 +247,11 @@ dsv4_status table_ask(dsv4_rng *r, const table_spec *t, uint32_t target, bool th
     return x->user && x->answer && (!thinking || x->reasoning) ? DSV4_OK : DSV4_ENOMEM;
 }
 
-dsv4_status table_exchange(dsv4_rng *r, bool thinking, exchange *x, dsv4_example *ex) {
+dsv4_status table_exchange(dsv4_rng *r, const dsv4_task_opts *o, bool thinking, exchange *x, dsv4_example *ex) {
     table_spec t;
     table_draw(r, &t);
     char *table = table_render(&t);
-    dsv4_status st = table_ask(r, &t, t.first, thinking, x, ex);
+    dsv4_status st = table_ask(r, o, &t, t.first, thinking, x, ex);
     char *question = x->user;
     x->user = table && question ? fill(PICK(r, table_intros), (const char *[]){table, question}) : NULL;
     free(table);
@@ -327,11 +330,11 @@ dsv4_status chat_exchange(dsv4_taskgen *g, dsv4_rng *r, exchange *x) {
 
 /* ---- conversations -------------------------------------------------------------------------------- */
 
-static dsv4_status exchange_of(dsv4_taskgen *g, dsv4_family f, dsv4_rng *r, bool thinking, exchange *x,
-                               dsv4_example *ex) {
+static dsv4_status exchange_of(dsv4_taskgen *g, const dsv4_task_opts *o, dsv4_family f, dsv4_rng *r, bool thinking,
+                               exchange *x, dsv4_example *ex) {
     switch (f) {
     case DSV4_FAMILY_ARITH: return arith_exchange(r, thinking, x, ex);
-    case DSV4_FAMILY_TABLE: return table_exchange(r, thinking, x, ex);
+    case DSV4_FAMILY_TABLE: return table_exchange(r, o, thinking, x, ex);
     default: {
         dsv4_status st = chat_exchange(g, r, x);
         if (!thinking) {
@@ -355,7 +358,7 @@ dsv4_status gen_qa(dsv4_taskgen *g, dsv4_family f, dsv4_rng *r, const dsv4_task_
     for (int i = 0; i < earlier; i++) {
         static const dsv4_family short_families[] = {DSV4_FAMILY_ARITH, DSV4_FAMILY_TABLE, DSV4_FAMILY_CHAT};
         exchange x = {0};
-        dsv4_status st = exchange_of(g, short_families[draw(r, 3)], r, false, &x, NULL);
+        dsv4_status st = exchange_of(g, o, short_families[draw(r, 3)], r, false, &x, NULL);
         if (!st) {
             json_array_append_new(m, msg("user", x.user));
             json_array_append_new(m, assistant(x.answer, NULL));
@@ -364,7 +367,7 @@ dsv4_status gen_qa(dsv4_taskgen *g, dsv4_family f, dsv4_rng *r, const dsv4_task_
         if (st) return st;
     }
     exchange x = {0};
-    dsv4_status st = exchange_of(g, f, r, thinking, &x, ex);
+    dsv4_status st = exchange_of(g, o, f, r, thinking, &x, ex);
     if (!st) {
         json_array_append_new(m, msg("user", x.user));
         json_array_append_new(m, assistant(x.answer, x.reasoning));

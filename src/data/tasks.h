@@ -92,6 +92,8 @@ typedef struct dsv4_task_opts {
     int needle_tokens;  /* needle prompt length; 0: drawn log-uniformly in [needle_min, needle_max] */
     int needle_min, needle_max; /* 0: 256 and 4096 */
     int text_tokens;    /* about how long a text example is; 0: 512 */
+    double table_reverse; /* share of table questions that go from a cell to the row's key ("Who
+                             lives in Oslo?"); 0: one in three, like each other kind; negative: none */
 } dsv4_task_opts;
 
 /* What the generators share: the corpus side they take English from, and a tokenizer to

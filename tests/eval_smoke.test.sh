@@ -25,11 +25,11 @@ for f in "$tmp"/a/*; do cmp "$f" "$tmp/b/$(basename "$f")" || fail "$(basename "
 
 ev=(-m "$model" --tokenizer "$tmp/a/tokenizer.json" --corpus "$corpus" --threads 1 --n 1 --needle-n 1 --max-tokens 4)
 "$dsv4" eval "${ev[@]}" --needle-lengths 300,4096 --json > "$tmp/eval.json" || fail "eval --json"
-for key in '"arith"' '"table"' '"tools"' '"round_trip"' '"needle"' '"tokens": 300' '"mean_prompt_tokens"'; do
+for key in '"arith"' '"table"' '"key_to_cell"' '"cell_to_key"' '"tools"' '"round_trip"' '"needle"' '"tokens": 300' '"mean_prompt_tokens"'; do
   grep -q "$key" "$tmp/eval.json" || fail "eval --json lacks $key"
 done
 "$dsv4" eval "${ev[@]}" --needle-lengths 300,4096 > "$tmp/eval.txt" || fail "eval"
-for row in "arith" "table" "tools: call" "tools: round trip" "needle 300" "needle 4K"; do
+for row in "arith" "table" "  key to cell" "  cell to key" "tools: call" "tools: round trip" "needle 300" "needle 4K"; do
   grep -q "^$row " "$tmp/eval.txt" || fail "the table lacks a \"$row\" row: $(cat "$tmp/eval.txt")"
 done
 grep -q "needle 4K .*beyond the model's context" "$tmp/eval.txt" || fail "needle 4K is not reported as beyond the context"

@@ -542,6 +542,19 @@ static void test_table_reverse(const dsv4_corpus *c) {
         dsv4_example_free(&ex);
     }
     CHECK(asked > 20 && reverse == asked, "recall tables: %d of %d questions reverse", reverse, asked);
+    int seen[9] = {0};
+    for (uint64_t i = 0; i < 200; i++) { /* --table-rows */
+        dsv4_task_opts o = {.thinking = -1, .table_rows_min = 2, .table_rows_max = 4};
+        dsv4_example ex;
+        CHECK(!dsv4_task_generate(&g, DSV4_FAMILY_TABLE, i, &o, &ex), "table #%d", (int)i);
+        const char *q = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask - 1), "content"));
+        int rows = -2; /* the header and its rule are lines starting with | too */
+        for (const char *p = q; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) rows += *p == '|';
+        seen[rows >= 0 && rows <= 8 ? rows : 0]++;
+        dsv4_example_free(&ex);
+    }
+    CHECK(seen[2] && seen[3] && seen[4] && seen[2] + seen[3] + seen[4] == 200, "table rows 2-4: %d, %d, %d of 200",
+          seen[2], seen[3], seen[4]);
     dsv4_taskgen_free(&g);
 }
 

@@ -41,6 +41,7 @@ static int usage(FILE *f) {
             "  --think-share F     share of examples in thinking mode (default 0.2)\n"
             "  --table-reverse F   share of table questions asked from a cell to the row's key, \"Who\n"
             "                      lives in Oslo?\" (default: one in three, like each other kind)\n"
+            "  --table-rows MIN-MAX rows of a table (default 3-7, at most 8)\n"
             "  --valid-share F     validation sequences per training sequence (default 0.05)\n"
             "  --quiet             no progress or summary\n",
             DEFAULT_VOCAB, DSV4_FORTUNES_DIR);
@@ -66,6 +67,7 @@ static int parse(int argc, char **argv, options *o) {
     uint64_t seed = d.seed;
     double think = d.task.think_share, valid = d.valid_share, reverse = d.task.table_reverse;
     int needle_min = d.task.needle_min, needle_max = d.task.needle_max;
+    int rows_min = d.task.table_rows_min, rows_max = d.task.table_rows_max;
     long long v;
     double f;
     for (int i = 1; i < argc; i++) {
@@ -110,6 +112,13 @@ static int parse(int argc, char **argv, options *o) {
             if (!cli_float(cli_value(argc, argv, &i), &f) || f < 0 || f > 1)
                 return cli_fail(cmd, "--table-reverse needs a number in [0, 1]");
             reverse = f > 0 ? f : -1; /* the options' 0 is the generator's own share */
+        } else if (cli_is(a, NULL, "--table-rows")) {
+            const char *s = cli_value(argc, argv, &i);
+            int lo, hi, end = 0;
+            if (!s || sscanf(s, "%d-%d%n", &lo, &hi, &end) != 2 || s[end] || lo < 1 || hi < lo || hi > 8)
+                return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= 8");
+            rows_min = lo;
+            rows_max = hi;
         } else if (cli_is(a, NULL, "--valid-share")) {
             if (!cli_float(cli_value(argc, argv, &i), &f) || f < 0 || f > 1)
                 return cli_fail(cmd, "--valid-share needs a number in [0, 1]");
@@ -135,6 +144,8 @@ static int parse(int argc, char **argv, options *o) {
     o->build.task.needle_min = needle_min;
     o->build.task.needle_max = needle_max;
     o->build.task.table_reverse = reverse;
+    o->build.task.table_rows_min = rows_min;
+    o->build.task.table_rows_max = rows_max;
     return 0;
 }
 

@@ -335,7 +335,14 @@ static int ask(evaluator *e, const dsv4_example *ex, json_t **message, char **co
     return rc;
 }
 
-static int question(evaluator *e, const dsv4_example *ex, tally *t) {
+static void count(tally *t, bool right, int n_prompt) {
+    t->n++;
+    t->correct += right;
+    t->prompt_tokens += n_prompt;
+}
+
+/* by_kind (tables: key to cell, cell to key) may be NULL. */
+static int question(evaluator *e, const dsv4_example *ex, tally *t, tally *by_kind) {
     json_t *message;
     char *completion;
     int n_prompt, rc = ask(e, ex, &message, &completion, &n_prompt);
@@ -344,10 +351,10 @@ static int question(evaluator *e, const dsv4_example *ex, tally *t) {
         return 0;
     }
     if (!rc) {
-        t->n++;
-        t->prompt_tokens += n_prompt;
-        if (dsv4_answer_check(&ex->expect, content_of(message))) t->correct++;
-        else if (e->o->verbose) { /* the data's own answer beside the model's */
+        bool right = dsv4_answer_check(&ex->expect, content_of(message));
+        count(t, right, n_prompt);
+        if (by_kind) count(&by_kind[ex->reverse], right, n_prompt);
+        if (!right && e->o->verbose) { /* the data's own answer beside the model's */
             char *expected = NULL;
             rc = reference_of(ex, (size_t)ex->ask, &expected);
             if (!rc) fprintf(stderr, "[%s] wrong: %s\n    expected: %s\n", dsv4_family_name(ex->family), completion, expected);
@@ -418,7 +425,8 @@ static json_t *tally_json(const tally *t) {
                      "skipped", t->skipped);
 }
 
-static void report(const evaluator *e, const tally *qa, const tool_tally *tools, const tally *needles, double total) {
+static void report(const evaluator *e, const tally *qa, const tally *table_kind, const tool_tally *tools, const tally *needles,
+                   double total) {
     const options *o = e->o;
     static const dsv4_family qa_family[2] = {DSV4_FAMILY_ARITH, DSV4_FAMILY_TABLE};
     if (o->json) {
@@ -427,6 +435,11 @@ static void report(const evaluator *e, const tally *qa, const tool_tally *tools,
         json_t *fam = json_object();
         for (int f = 0; f < 2; f++)
             if (o->run[qa_family[f]]) json_object_set_new(fam, dsv4_family_name(qa_family[f]), tally_json(&qa[f]));
+        json_t *table = json_object_get(fam, "table");
+        if (table) {
+            json_object_set_new(table, "key_to_cell", tally_json(&table_kind[0]));
+            json_object_set_new(table, "cell_to_key", tally_json(&table_kind[1]));
+        }
         json_object_set_new(root, "families", fam);
         if (o->run[DSV4_FAMILY_TOOLS])
             json_object_set_new(root, "tools",
@@ -458,6 +471,10 @@ static void report(const evaluator *e, const tally *qa, const tool_tally *tools,
         if (o->run[qa_family[f]])
             printf("%-22s %6d %8d %8.1f%%\n", dsv4_family_name(qa_family[f]), qa[f].n, qa[f].correct,
                    pct(qa[f].correct, qa[f].n));
+    static const char *const kinds[2] = {"  key to cell", "  cell to key"}; /* "How old is Eva?", "Who is 31?" */
+    for (int k = 0; k < 2 && o->run[DSV4_FAMILY_TABLE]; k++)
+        printf("%-22s %6d %8d %8.1f%%\n", kinds[k], table_kind[k].n, table_kind[k].correct,
+               pct(table_kind[k].correct, table_kind[k].n));
     if (o->run[DSV4_FAMILY_TOOLS]) {
         printf("%-22s %6d %8d %8.1f%%\n", "tools: call", tools->n, tools->call, pct(tools->call, tools->n));
         printf("%-22s %6d %8d %8.1f%%\n", "tools: answer", tools->n, tools->answer, pct(tools->answer, tools->n));
@@ -520,14 +537,14 @@ int cmd_eval(int argc, char **argv) {
     }
 
     dsv4_task_opts topts = {.thinking = o.think ? 1 : -1, .multi_turn = -1, .single_call = true};
-    tally qa[2] = {0}, needles[MAX_LENGTHS] = {0};
+    tally qa[2] = {0}, table_kind[2] = {0}, needles[MAX_LENGTHS] = {0};
     tool_tally tools = {0};
     static const dsv4_family qa_families[2] = {DSV4_FAMILY_ARITH, DSV4_FAMILY_TABLE};
     for (int f = 0; f < 2 && !rc; f++)
         for (int i = 0; i < o.n && o.run[qa_families[f]] && !rc; i++) {
             dsv4_example ex;
             if (dsv4_task_generate(&g, qa_families[f], (uint64_t)i, &topts, &ex)) rc = cli_fail_lib(cmd, NULL);
-            else rc = question(&e, &ex, &qa[f]);
+            else rc = question(&e, &ex, &qa[f], qa_families[f] == DSV4_FAMILY_TABLE ? table_kind : NULL);
             dsv4_example_free(&ex);
         }
     for (int i = 0; i < o.n && o.run[DSV4_FAMILY_TOOLS] && !rc; i++) {
@@ -543,11 +560,11 @@ int cmd_eval(int argc, char **argv) {
             dsv4_example ex;
             uint64_t index = (uint64_t)o.lengths[l] << 24 | (uint64_t)i;
             if (dsv4_task_generate(&g, DSV4_FAMILY_NEEDLE, index, &topts, &ex)) rc = cli_fail_lib(cmd, NULL);
-            else rc = question(&e, &ex, &needles[l]);
+            else rc = question(&e, &ex, &needles[l], NULL);
             dsv4_example_free(&ex);
         }
     }
-    if (!rc) report(&e, qa, &tools, needles, dsv4_now() - t0);
+    if (!rc) report(&e, qa, table_kind, &tools, needles, dsv4_now() - t0);
 out:
     dsv4_taskgen_free(&g);
     dsv4_corpus_free(&corpus);

@@ -55,7 +55,7 @@ typedef struct table_spec {
     uint32_t key[8], other[8];
     int num[8], stock[8];
 } table_spec;
-void table_draw(dsv4_rng *r, table_spec *t);
+void table_draw(dsv4_rng *r, const dsv4_task_opts *o, table_spec *t);
 char *table_render(const table_spec *t); /* Markdown */
 /* A question about row `target`: x->user is the question alone. */
 dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t, uint32_t target, bool thinking, exchange *x,

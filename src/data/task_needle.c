@@ -241,7 +241,7 @@ static dsv4_status recall_facts(dsv4_taskgen *g, dsv4_rng *r, const dsv4_task_op
 
 static dsv4_status recall_table(dsv4_rng *r, const dsv4_task_opts *o, bool thinking, dsv4_example *ex) {
     table_spec t;
-    table_draw(r, &t);
+    table_draw(r, o, &t);
     int n_ask = thinking ? 1 : draw_in(r, 2, 5);
     json_t *m = ex->messages = json_array();
     char *table = table_render(&t);

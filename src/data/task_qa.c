@@ -123,9 +123,11 @@ static const char *const table_intros[] = {
 
 /* Draw a table: its schema, 3 to 7 rows, and the row a first question asks about (drawn here,
  * before the cells, so that the random stream of a one-question example stays what it was). */
-void table_draw(dsv4_rng *r, table_spec *t) {
+void table_draw(dsv4_rng *r, const dsv4_task_opts *o, table_spec *t) {
     t->s = (int)draw(r, N_SCHEMAS);
-    t->rows = (uint32_t)draw_in(r, 3, 7);
+    int lo = o->table_rows_min > 0 ? DSV4_MIN(o->table_rows_min, 8) : 3;
+    int hi = o->table_rows_max > 0 ? DSV4_MIN(o->table_rows_max, 8) : 7;
+    t->rows = (uint32_t)draw_in(r, lo, DSV4_MAX(lo, hi)); /* the cell arrays hold 8 rows */
     t->first = draw(r, t->rows);
     const dsv4_wordlist *keys = t->s == PRODUCTS ? &dsv4_words_items : &dsv4_words_names;
     draw_distinct(r, (uint32_t)keys->n, t->rows, t->key);
@@ -168,6 +170,7 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
      * one for a small model (find the row by its value, then copy what starts it) */
     int kind = o->table_reverse == 0 ? (int)draw(r, 3) : chance(r, o->table_reverse) ? 2 : (int)draw(r, 2);
     int num = t->num[target];
+    if (ex) ex->reverse = kind == 2;
     if (t->s == PEOPLE) {
         const char *city = dsv4_words_cities.w[t->other[target]];
         if (kind == 0) {
@@ -249,7 +252,7 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
 
 dsv4_status table_exchange(dsv4_rng *r, const dsv4_task_opts *o, bool thinking, exchange *x, dsv4_example *ex) {
     table_spec t;
-    table_draw(r, &t);
+    table_draw(r, o, &t);
     char *table = table_render(&t);
     dsv4_status st = table_ask(r, o, &t, t.first, thinking, x, ex);
     char *question = x->user;

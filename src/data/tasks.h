@@ -78,6 +78,7 @@ typedef struct dsv4_example {
     dsv4_expect expect; /* of the last assistant turn (after the tool's result, for tools) */
     int target_tokens;  /* needle: the prompt length aimed at */
     int depth_percent;  /* needle: where the fact sits in the text, 0..100 */
+    bool reverse;       /* table: the question goes from a cell to the row's key */
 } dsv4_example;
 
 void dsv4_example_free(dsv4_example *ex);
@@ -94,6 +95,7 @@ typedef struct dsv4_task_opts {
     int text_tokens;    /* about how long a text example is; 0: 512 */
     double table_reverse; /* share of table questions that go from a cell to the row's key ("Who
                              lives in Oslo?"); 0: one in three, like each other kind; negative: none */
+    int table_rows_min, table_rows_max; /* rows of a table; 0: 3 and 7 (at most 8) */
 } dsv4_task_opts;
 
 /* What the generators share: the corpus side they take English from, and a tokenizer to

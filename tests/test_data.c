@@ -542,6 +542,16 @@ static void test_table_reverse(const dsv4_corpus *c) {
         dsv4_example_free(&ex);
     }
     CHECK(asked > 20 && reverse == asked, "recall tables: %d of %d questions reverse", reverse, asked);
+    for (uint64_t i = 0; i < 60; i++) { /* --table-restate: the cell, then the key */
+        dsv4_task_opts o = {.thinking = -1, .table_reverse = 1, .table_restate = true};
+        dsv4_example ex;
+        CHECK(!dsv4_task_generate(&g, DSV4_FAMILY_TABLE, i, &o, &ex), "table #%d", (int)i);
+        const char *answer = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask), "content"));
+        const char *is = answer ? strstr(answer, " is ") : NULL;
+        CHECK(is && !strncmp(answer, "The ", 4) && dsv4_answer_check(&ex.expect, is) && ex.reverse,
+              "restated answer #%d: %s", (int)i, answer ? answer : "(none)");
+        dsv4_example_free(&ex);
+    }
     int seen[9] = {0};
     for (uint64_t i = 0; i < 200; i++) { /* --table-rows */
         dsv4_task_opts o = {.thinking = -1, .table_rows_min = 2, .table_rows_max = 4};

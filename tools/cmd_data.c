@@ -42,6 +42,8 @@ static int usage(FILE *f) {
             "  --table-reverse F   share of table questions asked from a cell to the row's key, \"Who\n"
             "                      lives in Oslo?\" (default: one in three, like each other kind)\n"
             "  --table-rows MIN-MAX rows of a table (default 3-7, at most 8)\n"
+            "  --table-restate     cell-to-key answers name the cell before the key: \"The person\n"
+            "                      in room 293 is Diana.\" (default: \"Diana is in room 293.\")\n"
             "  --valid-share F     validation sequences per training sequence (default 0.05)\n"
             "  --quiet             no progress or summary\n",
             DEFAULT_VOCAB, DSV4_FORTUNES_DIR);
@@ -68,6 +70,7 @@ static int parse(int argc, char **argv, options *o) {
     double think = d.task.think_share, valid = d.valid_share, reverse = d.task.table_reverse;
     int needle_min = d.task.needle_min, needle_max = d.task.needle_max;
     int rows_min = d.task.table_rows_min, rows_max = d.task.table_rows_max;
+    bool restate = d.task.table_restate;
     long long v;
     double f;
     for (int i = 1; i < argc; i++) {
@@ -119,6 +122,8 @@ static int parse(int argc, char **argv, options *o) {
                 return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= 8");
             rows_min = lo;
             rows_max = hi;
+        } else if (cli_is(a, NULL, "--table-restate")) {
+            restate = true;
         } else if (cli_is(a, NULL, "--valid-share")) {
             if (!cli_float(cli_value(argc, argv, &i), &f) || f < 0 || f > 1)
                 return cli_fail(cmd, "--valid-share needs a number in [0, 1]");
@@ -146,6 +151,7 @@ static int parse(int argc, char **argv, options *o) {
     o->build.task.table_reverse = reverse;
     o->build.task.table_rows_min = rows_min;
     o->build.task.table_rows_max = rows_max;
+    o->build.task.table_restate = restate;
     return 0;
 }
 

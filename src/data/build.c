@@ -227,7 +227,7 @@ static json_t *manifest(const dsv4_build_opts *o, const dsv4_corpus *c, const ds
         json_object_set_new(counts, dsv4_family_name((dsv4_family)f), json_integer(o->count[f]));
     return json_pack(
         "{s:s, s:I, s:{s:s, s:i, s:i, s:i}, s:{s:s, s:o, s:I, s:I, s:I}, "
-        "s:{s:o, s:f, s:f, s:f, s:i, s:i, s:i, s:f, s:[i, i]}, s:{s:o, s:o}}",
+        "s:{s:o, s:f, s:f, s:f, s:i, s:i, s:i, s:f, s:[i, i], s:b}, s:{s:o, s:o}}",
         "format", "dsv4-data 1", "seed", (json_int_t)o->seed, "tokenizer", "file", "tokenizer.json", "vocab_size",
         dsv4_tokenizer_vocab_size(tok), "bos", dsv4_token_id(tok, "<｜begin▁of▁sentence｜>"), "eos",
         dsv4_token_id(tok, "<｜end▁of▁sentence｜>"), "corpus", "source", "Debian package fortunes", "files", files,
@@ -236,7 +236,8 @@ static json_t *manifest(const dsv4_build_opts *o, const dsv4_corpus *c, const ds
         o->task.multi_turn > 0 ? o->task.multi_turn : o->task.multi_turn < 0 ? 0.0 : 0.15, "needle_min",
         o->task.needle_min, "needle_max", o->task.needle_max, "text_tokens", o->task.text_tokens, "table_reverse",
         o->task.table_reverse > 0 ? o->task.table_reverse : o->task.table_reverse < 0 ? 0.0 : 1.0 / 3, "table_rows",
-        o->task.table_rows_min ? o->task.table_rows_min : 3, o->task.table_rows_max ? o->task.table_rows_max : 7, "splits", "train",
+        o->task.table_rows_min ? o->task.table_rows_min : 3, o->task.table_rows_max ? o->task.table_rows_max : 7, "table_restate",
+        o->task.table_restate, "splits", "train",
         split_json(&rep->train), "valid", split_json(&rep->valid));
 }
 

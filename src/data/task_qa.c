@@ -189,7 +189,7 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
         } else {
             static const char *const q[] = {"Who lives in {0}?", "Which person lives in {0}?"};
             question = fill(PICK(r, q), (const char *[]){city});
-            answer = fmt("%s lives in %s.", k, city);
+            answer = o->table_restate ? fmt("The person who lives in %s is %s.", city, k) : fmt("%s lives in %s.", k, city);
             why = fmt("The row with the city %s is %s's.", city, k);
             if (ex) expect_word(ex, k);
         }
@@ -213,7 +213,8 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
             snprintf(price, sizeof price, "%d", num);
             static const char *const q[] = {"Which item costs {0} dollars?", "What costs {0} dollars?"};
             question = fill(PICK(r, q), (const char *[]){price});
-            answer = fmt("The %s costs %d dollars.", k, num);
+            answer = o->table_restate ? fmt("The item that costs %d dollars is the %s.", num, k)
+                                      : fmt("The %s costs %d dollars.", k, num);
             why = fmt("The row with the price %d is the %s.", num, k);
             if (ex) expect_word(ex, k);
         }
@@ -224,7 +225,7 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
             snprintf(room, sizeof room, "%d", num);
             static const char *const q[] = {"Who is in room {0}?", "Which person has room {0}?"};
             question = fill(PICK(r, q), (const char *[]){room});
-            answer = fmt("%s is in room %d.", k, num);
+            answer = o->table_restate ? fmt("The person in room %d is %s.", num, k) : fmt("%s is in room %d.", k, num);
             why = fmt("The row with room %d is %s's.", num, k);
             if (ex) expect_word(ex, k);
         } else if (kind == 1) {

@@ -96,6 +96,7 @@ typedef struct dsv4_task_opts {
     double table_reverse; /* share of table questions that go from a cell to the row's key ("Who
                              lives in Oslo?"); 0: one in three, like each other kind; negative: none */
     int table_rows_min, table_rows_max; /* rows of a table; 0: 3 and 7 (at most 8) */
+    bool table_restate; /* cell-to-key answers name the cell first: "The person in room 293 is Diana." */
 } dsv4_task_opts;
 
 /* What the generators share: the corpus side they take English from, and a tokenizer to

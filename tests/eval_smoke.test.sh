@@ -33,4 +33,11 @@ for row in "arith" "table" "  key to cell" "  cell to key" "tools: call" "tools:
   grep -q "^$row " "$tmp/eval.txt" || fail "the table lacks a \"$row\" row: $(cat "$tmp/eval.txt")"
 done
 grep -q "needle 4K .*beyond the model's context" "$tmp/eval.txt" || fail "needle 4K is not reported as beyond the context"
+# the diagnosis options: every table question cell to key, on tables of two rows
+"$dsv4" eval "${ev[@]}" --families table --n 4 --table-rows 2-2 --table-reverse-only --reference > "$tmp/rev.txt" ||
+  fail "eval --table-reverse-only"
+grep -q "^  cell to key *4 *4 " "$tmp/rev.txt" || fail "--table-reverse-only did not ask 4 cell-to-key questions: $(cat "$tmp/rev.txt")"
+grep -q "^  key to cell *0 " "$tmp/rev.txt" || fail "--table-reverse-only asked key-to-cell questions: $(cat "$tmp/rev.txt")"
+"$dsv4" eval "${ev[@]}" --table-rows 3-9 2> "$tmp/err.txt" && fail "--table-rows 3-9 accepted"
+grep -q "table-rows" "$tmp/err.txt" || fail "--table-rows 3-9: $(cat "$tmp/err.txt")"
 echo "eval_smoke: all checks passed"

@@ -46,6 +46,8 @@ typedef struct options {
     uint64_t seed;
     bool json, think, verbose, reference;
     bool run[DSV4_N_FAMILIES]; /* --families: which to evaluate */
+    int rows_min, rows_max;    /* --table-rows: a diagnosis, away from the standard set */
+    bool reverse_only;         /* --table-reverse-only */
     dsv4_open_opts open;
 } options;
 
@@ -64,6 +66,8 @@ static int usage(FILE *f) {
                "      --corpus DIR       the fortune files (default " DSV4_FORTUNES_DIR ")\n"
                "      --json             one JSON object on stdout instead of the table\n"
                "  -v, --verbose          print every wrong answer\n"
+               "      --table-rows MIN-MAX, --table-reverse-only   tables unlike the standard set's\n"
+               "                         (3-7 rows, one question in three cell to key): a diagnosis\n"
                "      --reference        answer with the data's own answers instead of the model: checks\n"
                "                         the checking (every score must be 100%%)\n"
                "  -t, --threads N, --numerics exact|default\n");
@@ -150,6 +154,14 @@ static int parse(int argc, char **argv, options *o) {
         } else if (cli_is(a, NULL, "--seed")) {
             if (!cli_int(cli_value(argc, argv, &i), 0, INT64_MAX, &v)) return cli_fail(cmd, "--seed needs an integer");
             o->seed = (uint64_t)v;
+        } else if (cli_is(a, NULL, "--table-rows")) {
+            const char *s = cli_value(argc, argv, &i);
+            int end = 0;
+            if (!s || sscanf(s, "%d-%d%n", &o->rows_min, &o->rows_max, &end) != 2 || s[end] || o->rows_min < 1 ||
+                o->rows_max < o->rows_min || o->rows_max > 8)
+                return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= 8");
+        } else if (cli_is(a, NULL, "--table-reverse-only")) {
+            o->reverse_only = true;
         } else if (cli_is(a, NULL, "--think")) {
             o->think = true;
         } else if (cli_is(a, NULL, "--json")) {
@@ -536,7 +548,9 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
 
-    dsv4_task_opts topts = {.thinking = o.think ? 1 : -1, .multi_turn = -1, .single_call = true};
+    dsv4_task_opts topts = {.thinking = o.think ? 1 : -1, .multi_turn = -1, .single_call = true,
+                            .table_rows_min = o.rows_min, .table_rows_max = o.rows_max,
+                            .table_reverse = o.reverse_only ? 1 : 0};
     tally qa[2] = {0}, table_kind[2] = {0}, needles[MAX_LENGTHS] = {0};
     tool_tally tools = {0};
     static const dsv4_family qa_families[2] = {DSV4_FAMILY_ARITH, DSV4_FAMILY_TABLE};

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # train-tiny.sh: rebuild the embedded model models/tiny/ from nothing, the way it was made.
 #
-#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 8 hours on 2 cores)
+#   bash scripts/train-tiny.sh [WORK_DIR]      (default /tmp/dsv4-tiny; about 6.5 hours on 2 cores)
 #
 # 1. the data: a byte-level BPE tokenizer (4096 tokens, DeepSeek-V4's special tokens) trained on
 #    the Debian `fortunes` corpus, and the generated task families (docs/training-data.md);
@@ -13,9 +13,7 @@
 #    any time and run the script again: it resumes from the last checkpoint; then
 #    configs/tiny-stage4.json (to step 4500: retrieval-heavy, prompts up to 1K with a dense
 #    indexer, then 2K, then 4K) and configs/tiny-stage5.json (to step 5500 on a third data set
-#    of shorter needles and recall texts, 160-1536 tokens: many retrievals just past the window),
-#    then configs/tiny-stage6.json (to step 7200 on a fourth data set, table-heavy, 70 % of its
-#    table questions asked from a cell to the row's key);
+#    of shorter needles and recall texts, 160-1536 tokens: many retrievals just past the window);
 # 3. `dsv4 quantize` into the release formats (FP8 linears, FP4 routed experts) in models/tiny/.
 # The run that made the shipped model was stopped at step 550 of a 2000-step schedule and resumed
 # with this one (the first 550 steps are the same under both: same warm-up, same data order),
@@ -48,14 +46,7 @@ if [ ! -f "$work/data-short/manifest.json" ]; then
     --count arith=10000 --count table=20000 --count needle=30000 --count tools=8000 --count text=0 --count chat=4000 \
     --count recall=30000 --needle-min 160 --needle-max 1536
 fi
-# the sixth stage: tables, most questions asked from a cell to the row's key (seed 3)
-if [ ! -f "$work/data-tables/manifest.json" ]; then
-  "$dsv4" data build --out "$work/data-tables" --seed 3 --tokenizer "$work/data/tokenizer.json" \
-    --count arith=5000 --count table=60000 --count needle=15000 --count tools=6000 --count text=0 --count chat=3000 \
-    --count recall=20000 --needle-min 160 --needle-max 1536 --table-reverse 0.7
-fi
-for stage in tiny:data tiny-stage2:data tiny-stage3:data-recall tiny-stage4:data-recall tiny-stage5:data-short \
-             tiny-stage6:data-tables; do
+for stage in tiny:data tiny-stage2:data tiny-stage3:data-recall tiny-stage4:data-recall tiny-stage5:data-short; do
   config=${stage%%:*} data=${stage#*:}
   resume=()
   [ -f "$work/run/trainer.json" ] && resume=(--resume)

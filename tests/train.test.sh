@@ -59,4 +59,18 @@ grep -q '"expert_dtype": "fp4"' "$tmp/q/config.json" || fail "the quantised conf
 sed 's/"warmup": 1/"warmpu": 1/' "$config" > "$tmp/bad.json"
 if "$dsv4" train --config "$tmp/bad.json" --data "$tmp/data" --out "$tmp/bad" 2> "$tmp/err"; then fail "a misspelt key was accepted"; fi
 grep -q 'warmpu' "$tmp/err" || fail "the error does not name the unknown key: $(cat "$tmp/err")"
+# a phase whose mix the data cannot fill is refused before the first step, naming the family
+sed 's/"max_len": 800/"max_len": 60/' "$config" > "$tmp/short.json"
+if "$dsv4" train --config "$tmp/short.json" --data "$tmp/data" --out "$tmp/short" 2> "$tmp/err"; then
+  fail "a mix with no example within max_len was accepted"
+fi
+grep -q 'phase 1 (from step 0): the training data has no [a-z]* example of at most 60 tokens' "$tmp/err" || fail "the error does not name the family: $(cat "$tmp/err")"
+[ ! -f "$tmp/short/train.csv" ] || [ "$(wc -l < "$tmp/short/train.csv")" -le 1 ] || fail "steps ran before the error"
+# validation scores the families that fit and leaves the others out (the text examples are longer)
+sed -e 's/"max_len": 800}/"max_len": 200, "mix": {"arith": 1}}/' -e 's/"mix": {"arith": 2, "needle": 1, "tools": 1}/"mix": {"arith": 1}/' \
+  "$config" > "$tmp/arith.json"
+"$dsv4" train --config "$tmp/arith.json" --data "$tmp/data" --out "$tmp/arith" --log-every 100 2> "$tmp/err" ||
+  fail "validation with families longer than max_len: $(cat "$tmp/err")"
+awk -F, 'NR > 1 && $13 != "" { found = 1; if ($17 != "") bad = 1 } END { exit !(found && !bad) }' "$tmp/arith/train.csv" ||
+  fail "validation did not score arith and leave text out: $(cat "$tmp/arith/train.csv")"
 echo "train: ok ($(sed -n 2p "$tmp/t1/train.csv" | cut -d, -f4) -> $last over 6 steps; 1 and 2 threads and resume identical)"

@@ -167,6 +167,12 @@ dsv4_status dsv4_row_fill(const dsv4_dataset *d, int f, int seq, int max_len, ds
     return DSV4_OK;
 }
 
+bool dsv4_family_fits(const dsv4_dataset *d, int f, int max_len) {
+    for (size_t i = 0; i < d->n_family[f]; i++)
+        if ((int64_t)d->seq[d->by_family[f][i]].len <= max_len) return true;
+    return false;
+}
+
 int dsv4_row_family(const dsv4_phase *ph, uint64_t seed, long step, int r) {
     double total = 0.0;
     for (int f = 0; f < DSV4_N_FAMILIES; f++) total += ph->mix[f];

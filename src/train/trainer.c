@@ -165,6 +165,22 @@ static dsv4_status fresh(dsv4_trainer *t) {
     return dsv4_optim_new(t->tm, &t->cfg.optim, &t->opt);
 }
 
+/* Every phase still to run must find rows for each family of its mix: checked now, so that a
+ * data set without them is an error before the first step, not hours into the run. */
+static dsv4_status check_phases(const dsv4_trainer *t) {
+    long start = 0;
+    for (int p = 0; p < t->cfg.n_phases; p++) {
+        const dsv4_phase *ph = &t->cfg.phases[p];
+        bool ahead = ph->until > t->step;
+        for (int f = 0; f < DSV4_N_FAMILIES && ahead; f++)
+            if (ph->mix[f] > 0 && !dsv4_family_fits(t->train, f, ph->max_len))
+                return dsv4_error(DSV4_EINVAL, "phase %d (from step %ld): the training data has no %s example of at most %d tokens",
+                                  p + 1, start, dsv4_family_name((dsv4_family)f), ph->max_len);
+        start = ph->until;
+    }
+    return DSV4_OK;
+}
+
 dsv4_status dsv4_trainer_new(const dsv4_train_config *cfg, const char *data_dir, const char *resume_dir,
                              dsv4_trainer **out) {
     *out = NULL;
@@ -183,6 +199,7 @@ dsv4_status dsv4_trainer_new(const dsv4_train_config *cfg, const char *data_dir,
         if (v) t->valid = NULL; /* validation is optional */
     }
     if (!rc) rc = resume_dir ? resume(t, resume_dir) : fresh(t);
+    if (!rc) rc = check_phases(t);
     if (!rc) {
         t->views = calloc((size_t)t->W, sizeof *t->views);
         t->tapes = calloc((size_t)t->W, sizeof *t->tapes);
@@ -376,6 +393,11 @@ dsv4_status dsv4_trainer_step(dsv4_trainer *t, dsv4_step_report *rep) {
 
 /* ---- validation ---------------------------------------------------------------------------- */
 
+/* A family of the validation split is scored when a row of it fits the phase's max_len. */
+static bool valid_family(const dsv4_trainer *t, int f, const dsv4_phase *ph) {
+    return t->valid->n_family[f] && dsv4_family_fits(t->valid, f, ph->max_len);
+}
+
 dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES]) {
     for (int f = 0; f < DSV4_N_FAMILIES; f++) loss[f] = NAN;
     if (!t->valid) return DSV4_OK;
@@ -390,7 +412,7 @@ dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES])
         return dsv4_error(DSV4_ENOMEM, "out of memory for validation");
     }
     for (int f = 0; f < DSV4_N_FAMILIES && !rc; f++) {
-        if (!t->valid->n_family[f]) continue;
+        if (!valid_family(t, f, ph)) continue;
         dsv4_cursors cur = {{0}}; /* always the same rows */
         for (int r = 0; r < R && !rc; r++) rc = dsv4_row_fill(t->valid, f, ph->seq, ph->max_len, &cur, &rows[n++]);
     }
@@ -408,7 +430,7 @@ dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES])
         for (int w = 0; w < t->W && !rc; w++) rc = wrc[w];
     }
     for (int f = 0, i = 0; f < DSV4_N_FAMILIES && !rc; f++) {
-        if (!t->valid->n_family[f]) continue;
+        if (!valid_family(t, f, ph)) continue;
         double s = 0.0;
         long m = 0;
         for (int r = 0; r < R; r++, i++) {

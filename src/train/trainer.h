@@ -107,6 +107,8 @@ typedef struct dsv4_cursors {
  * others packed until the next would pass seq (one longer than seq alone); examples longer than
  * max_len are skipped. */
 dsv4_status dsv4_row_fill(const dsv4_dataset *d, int f, int seq, int max_len, dsv4_cursors *cur, dsv4_row *row);
+/* Whether family f has an example of at most max_len tokens (what dsv4_row_fill needs). */
+bool dsv4_family_fits(const dsv4_dataset *d, int f, int max_len);
 void dsv4_row_free(dsv4_row *row);
 /* The family of row r of a step, drawn with the phase's mix from (seed, step, r). */
 int dsv4_row_family(const dsv4_phase *ph, uint64_t seed, long step, int r);

@@ -28,6 +28,14 @@ bool cli_int(const char *s, long long lo, long long hi, long long *out) {
     return true;
 }
 
+bool cli_range(const char *s, int lo, int hi, int *min, int *max) {
+    int a, b, end = 0;
+    if (!s || sscanf(s, "%d-%d%n", &a, &b, &end) != 2 || s[end] || a < lo || b < a || b > hi) return false;
+    *min = a;
+    *max = b;
+    return true;
+}
+
 bool cli_float(const char *s, double *out) {
     if (!s || !*s) return false;
     char *end;

@@ -17,6 +17,8 @@ bool cli_is(const char *arg, const char *short_name, const char *long_name);
 const char *cli_value(int argc, char **argv, int *i);
 bool cli_int(const char *s, long long lo, long long hi, long long *out);
 bool cli_float(const char *s, double *out);
+/* "MIN-MAX" with lo <= MIN <= MAX <= hi. */
+bool cli_range(const char *s, int lo, int hi, int *min, int *max);
 
 /* Print "dsv4 CMD: <formatted>" to stderr; returns 1 (the exit status to pass on). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

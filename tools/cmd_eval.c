@@ -155,10 +155,7 @@ static int parse(int argc, char **argv, options *o) {
             if (!cli_int(cli_value(argc, argv, &i), 0, INT64_MAX, &v)) return cli_fail(cmd, "--seed needs an integer");
             o->seed = (uint64_t)v;
         } else if (cli_is(a, NULL, "--table-rows")) {
-            const char *s = cli_value(argc, argv, &i);
-            int end = 0;
-            if (!s || sscanf(s, "%d-%d%n", &o->rows_min, &o->rows_max, &end) != 2 || s[end] || o->rows_min < 1 ||
-                o->rows_max < o->rows_min || o->rows_max > 8)
+            if (!cli_range(cli_value(argc, argv, &i), 1, 8, &o->rows_min, &o->rows_max))
                 return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= 8");
         } else if (cli_is(a, NULL, "--table-reverse-only")) {
             o->reverse_only = true;

@@ -121,8 +121,9 @@ static const char *const table_intros[] = {
     "Look at the table below.\n\n{0}\n\n{1}",
 };
 
-/* Draw a table: its schema, 3 to 7 rows, and the row a first question asks about (drawn here,
- * before the cells, so that the random stream of a one-question example stays what it was). */
+/* Draw a table: its schema, 3 to 7 rows (o's table_rows_min/max), and the row a first question
+ * asks about (drawn here, before the cells, so that the random stream of a one-question example
+ * stays what it was). */
 void table_draw(dsv4_rng *r, const dsv4_task_opts *o, table_spec *t) {
     t->s = (int)draw(r, N_SCHEMAS);
     int lo = o->table_rows_min > 0 ? DSV4_MIN(o->table_rows_min, 8) : 3;

@@ -438,7 +438,12 @@ static void test_answers(void) {
     dsv4_expect words = {.kind = DSV4_EXPECT_WORDS, .words = json_pack("[s, s]", "18", "cloudy")};
     CHECK(dsv4_answer_check(&words, "It is 18 degrees and cloudy in Paris."), "both words");
     CHECK(!dsv4_answer_check(&words, "It is 18 degrees and sunny in Paris."), "one word missing");
+    words.not_words = json_pack("[s]", "Rome");
+    CHECK(dsv4_answer_check(&words, "It is 18 degrees and cloudy in Paris."), "no excluded word");
+    CHECK(!dsv4_answer_check(&words, "It is 18 degrees and cloudy in Paris and Rome."), "an excluded word");
+    CHECK(dsv4_answer_check(&words, "It is 18 degrees and cloudy in Romeo."), "excluded as a whole word only");
     json_decref(words.words);
+    json_decref(words.not_words);
     dsv4_expect none = {0};
     CHECK(!dsv4_answer_check(&none, "anything"), "nothing to check is never right");
 
@@ -506,6 +511,22 @@ static void test_table_reverse(const dsv4_corpus *c) {
             const char *q = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask - 1), "content"));
             n++;
             reverse += q && reverse_question(q);
+            if (q && ex.expect.kind == DSV4_EXPECT_WORDS) { /* the other rows' cells are excluded */
+                const char *answer = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask), "content"));
+                size_t rows = 0;
+                for (const char *p = q; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) rows += *p == '|';
+                CHECK(json_array_size(ex.expect.not_words) >= 1 && json_array_size(ex.expect.not_words) <= rows - 3 &&
+                          dsv4_answer_check(&ex.expect, answer),
+                      "table #%d: %zu excluded words for %zu rows, the data's answer passes", (int)i,
+                      json_array_size(ex.expect.not_words), rows - 2);
+                char all[1024] = "";
+                for (size_t w = 0; w < json_array_size(ex.expect.not_words); w++) {
+                    strncat(all, json_string_value(json_array_get(ex.expect.not_words, w)), sizeof all - strlen(all) - 2);
+                    strncat(all, " ", sizeof all - strlen(all) - 1);
+                }
+                strncat(all, answer, sizeof all - strlen(all) - 1);
+                CHECK(!dsv4_answer_check(&ex.expect, all), "table #%d: an answer naming every row is wrong", (int)i);
+            }
             if (k == 1 && q) { /* every answer names the key the question did not */
                 const char *answer = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask), "content"));
                 char key[32] = "";

@@ -60,6 +60,9 @@ bool dsv4_answer_check(const dsv4_expect *e, const char *content) {
         json_array_foreach(e->words, i, w) {
             if (!dsv4_answer_has_word(content, json_string_value(w))) return false;
         }
+        json_array_foreach(e->not_words, i, w) {
+            if (dsv4_answer_has_word(content, json_string_value(w))) return false;
+        }
         return true;
     }
     default: return false;

@@ -6,6 +6,7 @@
  *     95." -> 95; "95, or maybe 96" -> 96, wrong);
  *   - a word answer is right when each expected word occurs as a whole word: "Rome" is found
  *     in "lives in Rome." but not in "Romeo", and "5" is not found in "15", "-5" or "5.5";
+ *     and none of the excluded words does (a table answer naming every row is wrong);
  *   - a tool call is right when the message makes exactly one call, to the expected function,
  *     with arguments equal to the expected ones as JSON values (same keys, same values; key
  *     order and spacing do not matter, the value 25 is not "25"). */

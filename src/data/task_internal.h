@@ -39,6 +39,7 @@ const char *draw_system(dsv4_rng *r);
 /* Expectations. */
 void expect_number(dsv4_example *ex, long long v);
 void expect_word(dsv4_example *ex, const char *w);
+void expect_not_word(dsv4_example *ex, const char *w);
 
 /* One question-and-answer exchange of a family, for the builders that combine them:
  * user text, assistant text, reasoning (thinking mode; may be NULL), expectation. */

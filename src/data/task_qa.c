@@ -163,6 +163,20 @@ char *table_render(const table_spec *t) {
     return dsv4_strbuf_release(&b, NULL);
 }
 
+static const char *key_cell(const table_spec *t, uint32_t row) { return table_key(t, row); }
+static const char *city_cell(const table_spec *t, uint32_t row) { return dsv4_words_cities.w[t->other[row]]; }
+static const char *dept_cell(const table_spec *t, uint32_t row) { return dsv4_words_departments.w[t->other[row]]; }
+
+/* A word answer names one row's cell: the same column's other words (departments repeat, so
+ * only those unlike the answer) must not occur, or an answer listing every row would pass. */
+static void expect_cell(dsv4_example *ex, const table_spec *t, uint32_t target,
+                        const char *(*cell)(const table_spec *, uint32_t)) {
+    const char *want = cell(t, target);
+    expect_word(ex, want);
+    for (uint32_t i = 0; i < t->rows; i++)
+        if (strcmp(cell(t, i), want)) expect_not_word(ex, cell(t, i));
+}
+
 dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t, uint32_t target, bool thinking, exchange *x,
                       dsv4_example *ex) {
     const char *k = table_key(t, target);
@@ -186,13 +200,13 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
             question = fill(PICK(r, q), (const char *[]){k});
             answer = fmt("%s lives in %s.", k, city);
             why = fmt("The row of %s gives the city %s.", k, city);
-            if (ex) expect_word(ex, city);
+            if (ex) expect_cell(ex, t, target, city_cell);
         } else {
             static const char *const q[] = {"Who lives in {0}?", "Which person lives in {0}?"};
             question = fill(PICK(r, q), (const char *[]){city});
             answer = o->table_restate ? fmt("The person who lives in %s is %s.", city, k) : fmt("%s lives in %s.", k, city);
             why = fmt("The row with the city %s is %s's.", city, k);
-            if (ex) expect_word(ex, k);
+            if (ex) expect_cell(ex, t, target, key_cell);
         }
     } else if (t->s == PRODUCTS) {
         if (kind == 0) {
@@ -217,7 +231,7 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
             answer = o->table_restate ? fmt("The item that costs %d dollars is the %s.", num, k)
                                       : fmt("The %s costs %d dollars.", k, num);
             why = fmt("The row with the price %d is the %s.", num, k);
-            if (ex) expect_word(ex, k);
+            if (ex) expect_cell(ex, t, target, key_cell);
         }
     } else {
         const char *dept = dsv4_words_departments.w[t->other[target]];
@@ -228,14 +242,14 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
             question = fill(PICK(r, q), (const char *[]){room});
             answer = o->table_restate ? fmt("The person in room %d is %s.", num, k) : fmt("%s is in room %d.", k, num);
             why = fmt("The row with room %d is %s's.", num, k);
-            if (ex) expect_word(ex, k);
+            if (ex) expect_cell(ex, t, target, key_cell);
         } else if (kind == 1) {
             static const char *const q[] = {"Which department is {0} in?", "Where does {0} work?",
                                             "What department does {0} work in?"};
             question = fill(PICK(r, q), (const char *[]){k});
             answer = fmt("%s works in %s.", k, dept);
             why = fmt("The row of %s gives the department %s.", k, dept);
-            if (ex) expect_word(ex, dept);
+            if (ex) expect_cell(ex, t, target, dept_cell);
         } else {
             static const char *const q[] = {"What room is {0} in?", "Which room does {0} have?",
                                             "What is {0}'s room number?"};

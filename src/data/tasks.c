@@ -98,6 +98,11 @@ void expect_word(dsv4_example *ex, const char *w) {
     json_array_append_new(ex->expect.words, json_string(w));
 }
 
+void expect_not_word(dsv4_example *ex, const char *w) {
+    if (!ex->expect.not_words) ex->expect.not_words = json_array();
+    json_array_append_new(ex->expect.not_words, json_string(w));
+}
+
 void exchange_free(exchange *x) {
     free(x->user);
     free(x->answer);
@@ -109,6 +114,7 @@ void dsv4_example_free(dsv4_example *ex) {
     json_decref(ex->messages);
     free(ex->text);
     json_decref(ex->expect.words);
+    json_decref(ex->expect.not_words);
     json_decref(ex->expect.call);
     memset(ex, 0, sizeof *ex);
 }

@@ -63,7 +63,8 @@ typedef enum dsv4_expect_kind {
 typedef struct dsv4_expect {
     dsv4_expect_kind kind;
     long long number;
-    json_t *words; /* array of strings */
+    json_t *words;     /* array of strings */
+    json_t *not_words; /* words that must not occur (tables: the other rows' answers), or NULL */
     /* tools: the call the assistant must make ({"name": ..., "arguments": {...}}), or NULL
      * when the request needs no tool; the tool's reply is the message after the call. */
     json_t *call;

@@ -116,8 +116,8 @@ static int parse(int argc, char **argv, options *o) {
                 return cli_fail(cmd, "--table-reverse needs a number in [0, 1]");
             reverse = f > 0 ? f : -1; /* the options' 0 is the generator's own share */
         } else if (cli_is(a, NULL, "--table-rows")) {
-            if (!cli_range(cli_value(argc, argv, &i), 1, 8, &rows_min, &rows_max))
-                return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= 8");
+            if (!cli_range(cli_value(argc, argv, &i), 1, DSV4_TABLE_ROWS_CAP, &rows_min, &rows_max))
+                return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= %d", DSV4_TABLE_ROWS_CAP);
         } else if (cli_is(a, NULL, "--table-restate")) {
             restate = true;
         } else if (cli_is(a, NULL, "--valid-share")) {

@@ -155,8 +155,8 @@ static int parse(int argc, char **argv, options *o) {
             if (!cli_int(cli_value(argc, argv, &i), 0, INT64_MAX, &v)) return cli_fail(cmd, "--seed needs an integer");
             o->seed = (uint64_t)v;
         } else if (cli_is(a, NULL, "--table-rows")) {
-            if (!cli_range(cli_value(argc, argv, &i), 1, 8, &o->rows_min, &o->rows_max))
-                return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= 8");
+            if (!cli_range(cli_value(argc, argv, &i), 1, DSV4_TABLE_ROWS_CAP, &o->rows_min, &o->rows_max))
+                return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= %d", DSV4_TABLE_ROWS_CAP);
         } else if (cli_is(a, NULL, "--table-reverse-only")) {
             o->reverse_only = true;
         } else if (cli_is(a, NULL, "--think")) {
@@ -295,9 +295,11 @@ static const char *content_of(const json_t *message) {
     return c ? c : "";
 }
 
-static void show_miss(const evaluator *e, const char *what, const char *completion, const char *why) {
+/* With -v, a wrong answer, why it is wrong (may be NULL) and the data's own answer (may be NULL). */
+static void show_miss(const evaluator *e, const char *what, const char *completion, const char *why, const char *expected) {
     if (!e->o->verbose) return;
     fprintf(stderr, "[%s] wrong%s%s: %s\n", what, why ? ": " : "", why ? why : "", completion ? completion : "");
+    if (expected) fprintf(stderr, "    expected: %s\n", expected);
 }
 
 /* ---- the families -------------------------------------------------------------------------------- */
@@ -363,12 +365,10 @@ static int question(evaluator *e, const dsv4_example *ex, tally *t, tally *by_ki
         bool right = dsv4_answer_check(&ex->expect, content_of(message));
         count(t, right, n_prompt);
         if (by_kind) count(&by_kind[ex->reverse], right, n_prompt);
-        if (!right && e->o->verbose) { /* the data's own answer beside the model's */
-            char *expected = NULL;
-            rc = reference_of(ex, (size_t)ex->ask, &expected);
-            if (!rc) fprintf(stderr, "[%s] wrong: %s\n    expected: %s\n", dsv4_family_name(ex->family), completion, expected);
-            free(expected);
-        }
+        char *expected = NULL;
+        if (!right && e->o->verbose && !(rc = reference_of(ex, (size_t)ex->ask, &expected)))
+            show_miss(e, dsv4_family_name(ex->family), completion, NULL, expected);
+        free(expected);
     }
     json_decref(message);
     free(completion);
@@ -385,7 +385,7 @@ static int round_trip(evaluator *e, const dsv4_example *ex, tool_tally *t) {
     t->n++;
     char why[256];
     if (!dsv4_answer_check_call(message, ex->expect.call, why, sizeof why)) {
-        show_miss(e, "tools call", completion, why);
+        show_miss(e, "tools call", completion, why, NULL);
         goto out;
     }
     t->call++;
@@ -415,7 +415,7 @@ static int round_trip(evaluator *e, const dsv4_example *ex, tool_tally *t) {
         t->answer++;
         t->round_trip++;
     } else if (!rc) {
-        show_miss(e, "tools answer", final_text, NULL);
+        show_miss(e, "tools answer", final_text, NULL, NULL);
     }
 out:
     json_decref(message);

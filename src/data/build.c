@@ -236,7 +236,8 @@ static json_t *manifest(const dsv4_build_opts *o, const dsv4_corpus *c, const ds
         o->task.multi_turn > 0 ? o->task.multi_turn : o->task.multi_turn < 0 ? 0.0 : 0.15, "needle_min",
         o->task.needle_min, "needle_max", o->task.needle_max, "text_tokens", o->task.text_tokens, "table_reverse",
         o->task.table_reverse > 0 ? o->task.table_reverse : o->task.table_reverse < 0 ? 0.0 : 1.0 / 3, "table_rows",
-        o->task.table_rows_min ? o->task.table_rows_min : 3, o->task.table_rows_max ? o->task.table_rows_max : 7, "table_restate",
+        o->task.table_rows_min ? o->task.table_rows_min : DSV4_TABLE_ROWS_MIN,
+        o->task.table_rows_max ? o->task.table_rows_max : DSV4_TABLE_ROWS_MAX, "table_restate",
         o->task.table_restate, "splits", "train",
         split_json(&rep->train), "valid", split_json(&rep->valid));
 }

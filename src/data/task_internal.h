@@ -53,8 +53,8 @@ enum { PEOPLE, PRODUCTS, STAFF, N_SCHEMAS };
 typedef struct table_spec {
     int s;
     uint32_t rows, first; /* first: the row the first question asks about */
-    uint32_t key[8], other[8];
-    int num[8], stock[8];
+    uint32_t key[DSV4_TABLE_ROWS_CAP], other[DSV4_TABLE_ROWS_CAP];
+    int num[DSV4_TABLE_ROWS_CAP], stock[DSV4_TABLE_ROWS_CAP];
 } table_spec;
 void table_draw(dsv4_rng *r, const dsv4_task_opts *o, table_spec *t);
 char *table_render(const table_spec *t); /* Markdown */

@@ -121,14 +121,14 @@ static const char *const table_intros[] = {
     "Look at the table below.\n\n{0}\n\n{1}",
 };
 
-/* Draw a table: its schema, 3 to 7 rows (o's table_rows_min/max), and the row a first question
+/* Draw a table: its schema, 3 to 7 rows (or o's table_rows_min/max), and the row a first question
  * asks about (drawn here, before the cells, so that the random stream of a one-question example
  * stays what it was). */
 void table_draw(dsv4_rng *r, const dsv4_task_opts *o, table_spec *t) {
     t->s = (int)draw(r, N_SCHEMAS);
-    int lo = o->table_rows_min > 0 ? DSV4_MIN(o->table_rows_min, 8) : 3;
-    int hi = o->table_rows_max > 0 ? DSV4_MIN(o->table_rows_max, 8) : 7;
-    t->rows = (uint32_t)draw_in(r, lo, DSV4_MAX(lo, hi)); /* the cell arrays hold 8 rows */
+    int lo = o->table_rows_min > 0 ? DSV4_MIN(o->table_rows_min, DSV4_TABLE_ROWS_CAP) : DSV4_TABLE_ROWS_MIN;
+    int hi = o->table_rows_max > 0 ? DSV4_MIN(o->table_rows_max, DSV4_TABLE_ROWS_CAP) : DSV4_TABLE_ROWS_MAX;
+    t->rows = (uint32_t)draw_in(r, lo, DSV4_MAX(lo, hi));
     t->first = draw(r, t->rows);
     const dsv4_wordlist *keys = t->s == PRODUCTS ? &dsv4_words_items : &dsv4_words_names;
     draw_distinct(r, (uint32_t)keys->n, t->rows, t->key);

@@ -84,6 +84,11 @@ typedef struct dsv4_example {
 
 void dsv4_example_free(dsv4_example *ex);
 
+/* A table's rows by default, and at most (the generator's cell arrays). */
+#define DSV4_TABLE_ROWS_MIN 3
+#define DSV4_TABLE_ROWS_MAX 7
+#define DSV4_TABLE_ROWS_CAP 8
+
 /* How a generator draws. Zero values give the data builder's defaults. */
 typedef struct dsv4_task_opts {
     int thinking;       /* 1: thinking mode; -1: chat mode; 0: thinking with chance think_share */
@@ -96,7 +101,7 @@ typedef struct dsv4_task_opts {
     int text_tokens;    /* about how long a text example is; 0: 512 */
     double table_reverse; /* share of table questions that go from a cell to the row's key ("Who
                              lives in Oslo?"); 0: one in three, like each other kind; negative: none */
-    int table_rows_min, table_rows_max; /* rows of a table; 0: 3 and 7 (at most 8) */
+    int table_rows_min, table_rows_max; /* rows of a table; 0: DSV4_TABLE_ROWS_MIN and _MAX */
     bool table_restate; /* cell-to-key answers name the cell first: "The person in room 293 is Diana." */
 } dsv4_task_opts;
 

@@ -393,11 +393,6 @@ dsv4_status dsv4_trainer_step(dsv4_trainer *t, dsv4_step_report *rep) {
 
 /* ---- validation ---------------------------------------------------------------------------- */
 
-/* A family of the validation split is scored when a row of it fits the phase's max_len. */
-static bool valid_family(const dsv4_trainer *t, int f, const dsv4_phase *ph) {
-    return t->valid->n_family[f] && dsv4_family_fits(t->valid, f, ph->max_len);
-}
-
 dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES]) {
     for (int f = 0; f < DSV4_N_FAMILIES; f++) loss[f] = NAN;
     if (!t->valid) return DSV4_OK;
@@ -405,6 +400,8 @@ dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES])
     dsv4_status rc = set_topk(t, ph->index_topk ? ph->index_topk : t->cfg.model.index_topk);
     if (rc) return rc;
     int R = t->cfg.eval_rows, n = 0;
+    bool scored[DSV4_N_FAMILIES]; /* the families with a row within the phase's max_len */
+    for (int f = 0; f < DSV4_N_FAMILIES; f++) scored[f] = dsv4_family_fits(t->valid, f, ph->max_len);
     dsv4_row *rows = calloc((size_t)DSV4_N_FAMILIES * R, sizeof *rows);
     double *sum = calloc((size_t)DSV4_N_FAMILIES * R, sizeof(double));
     if (!rows || !sum) {
@@ -412,7 +409,7 @@ dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES])
         return dsv4_error(DSV4_ENOMEM, "out of memory for validation");
     }
     for (int f = 0; f < DSV4_N_FAMILIES && !rc; f++) {
-        if (!valid_family(t, f, ph)) continue;
+        if (!scored[f]) continue;
         dsv4_cursors cur = {{0}}; /* always the same rows */
         for (int r = 0; r < R && !rc; r++) rc = dsv4_row_fill(t->valid, f, ph->seq, ph->max_len, &cur, &rows[n++]);
     }
@@ -430,7 +427,7 @@ dsv4_status dsv4_trainer_validate(dsv4_trainer *t, double loss[DSV4_N_FAMILIES])
         for (int w = 0; w < t->W && !rc; w++) rc = wrc[w];
     }
     for (int f = 0, i = 0; f < DSV4_N_FAMILIES && !rc; f++) {
-        if (!valid_family(t, f, ph)) continue;
+        if (!scored[f]) continue;
         double s = 0.0;
         long m = 0;
         for (int r = 0; r < R; r++, i++) {

@@ -32,11 +32,12 @@ grep -q '"sequences": 35' "$tmp/a/manifest.json" || fail "the manifest does not 
 if "$dsv4" data build --out "$tmp/x" --count nosuch=1 2>/dev/null; then fail "an unknown family was accepted"; fi
 # the table options change the tables and are recorded; without them the bytes are the default's
 "$dsv4" data build --out "$tmp/t" --tokenizer "$tmp/a/tokenizer.json" "${args[@]}" --table-reverse 1 --table-rows 2-2 \
-  --table-restate || fail "build with the table options"
+  --table-restate --table-layout key-right || fail "build with the table options"
 if cmp -s "$tmp/a/train.tokens" "$tmp/t/train.tokens"; then fail "the table options changed nothing"; fi
-tr -d ' \n' < "$tmp/t/manifest.json" | grep -q '"table_reverse":1.0,"table_rows":\[2,2\],"table_restate":true' ||
+tr -d ' \n' < "$tmp/t/manifest.json" |
+  grep -q '"table_reverse":1.0,"table_rows":\[2,2\],"table_restate":true,"table_key_right":true' ||
   fail "the manifest does not record the table options"
-for bad in "--table-rows 3-2" "--table-rows 1-9" "--table-reverse 1.5"; do
+for bad in "--table-rows 3-2" "--table-rows 1-9" "--table-reverse 1.5" "--table-layout sideways"; do
   # shellcheck disable=SC2086
   if "$dsv4" data build --out "$tmp/x" $bad 2>/dev/null; then fail "$bad was accepted"; fi
 done

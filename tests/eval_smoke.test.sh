@@ -38,6 +38,13 @@ grep -q "needle 4K .*beyond the model's context" "$tmp/eval.txt" || fail "needle
   fail "eval --table-reverse-only"
 grep -q "^  cell to key *4 *4 " "$tmp/rev.txt" || fail "--table-reverse-only did not ask 4 cell-to-key questions: $(cat "$tmp/rev.txt")"
 grep -q "^  key to cell *0 " "$tmp/rev.txt" || fail "--table-reverse-only asked key-to-cell questions: $(cat "$tmp/rev.txt")"
+for layout in plain key-right; do # the data's own answers fit either layout's questions
+  "$dsv4" eval "${ev[@]}" --families table --n 12 --table-layout $layout --reference > "$tmp/lay.txt" ||
+    fail "eval --table-layout $layout"
+  grep -q "^table *12 *12 " "$tmp/lay.txt" || fail "--table-layout $layout: $(cat "$tmp/lay.txt")"
+done
+"$dsv4" eval "${ev[@]}" --table-layout sideways 2> "$tmp/err.txt" && fail "--table-layout sideways accepted"
+grep -q "table-layout" "$tmp/err.txt" || fail "--table-layout sideways: $(cat "$tmp/err.txt")"
 "$dsv4" eval "${ev[@]}" --table-rows 3-9 2> "$tmp/err.txt" && fail "--table-rows 3-9 accepted"
 grep -q "table-rows" "$tmp/err.txt" || fail "--table-rows 3-9: $(cat "$tmp/err.txt")"
 echo "eval_smoke: all checks passed"

@@ -500,7 +500,7 @@ static int table_rows(const char *content) {
 static bool has_word(const char *s, const char *w) {
     size_t n = strlen(w);
     for (const char *p = strstr(s, w); p; p = strstr(p + 1, w))
-        if ((p == s || !isalpha((unsigned char)p[-1])) && !isalpha((unsigned char)p[n])) return true;
+        if ((p == s || !isalnum((unsigned char)p[-1])) && !isalnum((unsigned char)p[n])) return true;
     return false;
 }
 
@@ -580,6 +580,36 @@ static void test_table_reverse(const dsv4_corpus *c) {
               "restated answer #%d: %s", (int)i, answer ? answer : "(none)");
         dsv4_example_free(&ex);
     }
+    reverse = 0;
+    for (uint64_t i = 0; i < 90; i++) { /* table_key_right: each row ends with its key, after the reverse cell */
+        dsv4_task_opts o = {.thinking = -1, .table_key_right = true};
+        dsv4_example ex;
+        CHECK(!dsv4_task_generate(&g, DSV4_FAMILY_TABLE, i, &o, &ex), "table #%d", (int)i);
+        const char *q = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask - 1), "content"));
+        const char *answer = json_string_value(json_object_get(json_array_get(ex.messages, (size_t)ex.ask), "content"));
+        char line[256];
+        question_line(q, line, sizeof line);
+        int rows = 0, matched = 0;
+        for (const char *p = q; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+            char cell[4][48];
+            if (sscanf(p, "| %47[^ |] | %47[^|]| %47[^ |] | %47[^ |] |", cell[0], cell[1], cell[2], cell[3]) != 4 ||
+                !strcmp(cell[0], "---"))
+                continue;
+            if (!strcmp(cell[0], "Name") || !strcmp(cell[0], "Item")) continue; /* the header */
+            rows++;
+            CHECK(!strcmp(cell[0], cell[3]), "table #%d: a row starts with %s and ends with %s", (int)i, cell[0], cell[3]);
+            if (ex.reverse && has_word(line, cell[2])) { /* the row asked about: its key is the answer */
+                matched++;
+                CHECK(has_word(answer, cell[3]) && dsv4_answer_check(&ex.expect, answer), "table #%d: %s asked, %s answered",
+                      (int)i, cell[2], answer);
+            }
+        }
+        CHECK(rows == table_rows(q) && matched == ex.reverse && dsv4_answer_check(&ex.expect, answer),
+              "table #%d: %d rows of %d parsed, %d asked about, answer %s", (int)i, rows, table_rows(q), matched, answer);
+        reverse += ex.reverse;
+        dsv4_example_free(&ex);
+    }
+    CHECK(reverse > 20, "key-right tables: %d reverse questions", reverse);
     int seen[9] = {0};
     for (uint64_t i = 0; i < 200; i++) { /* --table-rows */
         dsv4_task_opts o = {.thinking = -1, .table_rows_min = 2, .table_rows_max = 4};

@@ -36,6 +36,12 @@ bool cli_range(const char *s, int lo, int hi, int *min, int *max) {
     return true;
 }
 
+bool cli_table_layout(const char *s, bool *key_right) {
+    if (!s || (strcmp(s, "plain") && strcmp(s, "key-right"))) return false;
+    *key_right = !strcmp(s, "key-right");
+    return true;
+}
+
 bool cli_float(const char *s, double *out) {
     if (!s || !*s) return false;
     char *end;

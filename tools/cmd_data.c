@@ -44,9 +44,11 @@ static int usage(FILE *f) {
             "  --table-rows MIN-MAX rows of a table (default 3-7, at most 8)\n"
             "  --table-restate     cell-to-key answers name the cell before the key: \"The person\n"
             "                      in room 293 is Diana.\" (default: \"Diana is in room 293.\")\n"
+            "  --table-layout plain|key-right   key-right repeats the key column on the right, after\n"
+            "                      the column a cell-to-key question asks (default %s)\n"
             "  --valid-share F     validation sequences per training sequence (default 0.05)\n"
             "  --quiet             no progress or summary\n",
-            DEFAULT_VOCAB, DSV4_FORTUNES_DIR);
+            DEFAULT_VOCAB, DSV4_FORTUNES_DIR, DSV4_TABLE_KEY_RIGHT_DEFAULT ? "key-right" : "plain");
     return f == stdout ? 0 : 2;
 }
 
@@ -70,7 +72,7 @@ static int parse(int argc, char **argv, options *o) {
     double think = d.task.think_share, valid = d.valid_share, reverse = d.task.table_reverse;
     int needle_min = d.task.needle_min, needle_max = d.task.needle_max;
     int rows_min = d.task.table_rows_min, rows_max = d.task.table_rows_max;
-    bool restate = d.task.table_restate;
+    bool restate = d.task.table_restate, key_right = d.task.table_key_right;
     long long v;
     double f;
     for (int i = 1; i < argc; i++) {
@@ -120,6 +122,9 @@ static int parse(int argc, char **argv, options *o) {
                 return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= %d", DSV4_TABLE_ROWS_CAP);
         } else if (cli_is(a, NULL, "--table-restate")) {
             restate = true;
+        } else if (cli_is(a, NULL, "--table-layout")) {
+            if (!cli_table_layout(cli_value(argc, argv, &i), &key_right))
+                return cli_fail(cmd, "--table-layout needs plain or key-right");
         } else if (cli_is(a, NULL, "--valid-share")) {
             if (!cli_float(cli_value(argc, argv, &i), &f) || f < 0 || f > 1)
                 return cli_fail(cmd, "--valid-share needs a number in [0, 1]");
@@ -148,6 +153,7 @@ static int parse(int argc, char **argv, options *o) {
     o->build.task.table_rows_min = rows_min;
     o->build.task.table_rows_max = rows_max;
     o->build.task.table_restate = restate;
+    o->build.task.table_key_right = key_right;
     return 0;
 }
 

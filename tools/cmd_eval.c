@@ -48,6 +48,7 @@ typedef struct options {
     bool run[DSV4_N_FAMILIES]; /* --families: which to evaluate */
     int rows_min, rows_max;    /* --table-rows: a diagnosis, away from the standard set */
     bool reverse_only;         /* --table-reverse-only */
+    bool key_right;            /* --table-layout */
     dsv4_open_opts open;
 } options;
 
@@ -68,9 +69,11 @@ static int usage(FILE *f) {
                "  -v, --verbose          print every wrong answer\n"
                "      --table-rows MIN-MAX, --table-reverse-only   tables unlike the standard set's\n"
                "                         (3-7 rows, one question in three cell to key): a diagnosis\n"
+               "      --table-layout plain|key-right   how tables are drawn (default %s)\n"
                "      --reference        answer with the data's own answers instead of the model: checks\n"
                "                         the checking (every score must be 100%%)\n"
-               "  -t, --threads N, --numerics exact|default\n");
+               "  -t, --threads N, --numerics exact|default\n",
+            DSV4_TABLE_KEY_RIGHT_DEFAULT ? "key-right" : "plain");
     return f == stdout ? 0 : 2;
 }
 
@@ -123,6 +126,7 @@ static int parse(int argc, char **argv, options *o) {
     o->needle_n = -1;
     o->max_tokens = 96;
     o->seed = 1;
+    o->key_right = DSV4_TABLE_KEY_RIGHT_DEFAULT;
     o->corpus = DSV4_FORTUNES_DIR;
     static const int default_lengths[] = {1024, 4096, 16384, 32768};
     for (size_t i = 0; i < DSV4_ARRAY_LEN(default_lengths); i++) o->lengths[o->n_lengths++] = default_lengths[i];
@@ -159,6 +163,9 @@ static int parse(int argc, char **argv, options *o) {
                 return cli_fail(cmd, "--table-rows needs MIN-MAX with 1 <= MIN <= MAX <= %d", DSV4_TABLE_ROWS_CAP);
         } else if (cli_is(a, NULL, "--table-reverse-only")) {
             o->reverse_only = true;
+        } else if (cli_is(a, NULL, "--table-layout")) {
+            if (!cli_table_layout(cli_value(argc, argv, &i), &o->key_right))
+                return cli_fail(cmd, "--table-layout needs plain or key-right");
         } else if (cli_is(a, NULL, "--think")) {
             o->think = true;
         } else if (cli_is(a, NULL, "--json")) {
@@ -547,7 +554,7 @@ int cmd_eval(int argc, char **argv) {
 
     dsv4_task_opts topts = {.thinking = o.think ? 1 : -1, .multi_turn = -1, .single_call = true,
                             .table_rows_min = o.rows_min, .table_rows_max = o.rows_max,
-                            .table_reverse = o.reverse_only ? 1 : 0};
+                            .table_reverse = o.reverse_only ? 1 : 0, .table_key_right = o.key_right};
     tally qa[2] = {0}, table_kind[2] = {0}, needles[MAX_LENGTHS] = {0};
     tool_tally tools = {0};
     static const dsv4_family qa_families[2] = {DSV4_FAMILY_ARITH, DSV4_FAMILY_TABLE};

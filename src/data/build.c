@@ -34,6 +34,7 @@ void dsv4_build_defaults(dsv4_build_opts *o, double scale) {
     o->task.needle_min = 256;
     o->task.needle_max = 4096;
     o->task.text_tokens = 512;
+    o->task.table_key_right = DSV4_TABLE_KEY_RIGHT_DEFAULT;
 }
 
 /* ---- little-endian output ---------------------------------------------------------------------- */
@@ -227,7 +228,7 @@ static json_t *manifest(const dsv4_build_opts *o, const dsv4_corpus *c, const ds
         json_object_set_new(counts, dsv4_family_name((dsv4_family)f), json_integer(o->count[f]));
     return json_pack(
         "{s:s, s:I, s:{s:s, s:i, s:i, s:i}, s:{s:s, s:o, s:I, s:I, s:I}, "
-        "s:{s:o, s:f, s:f, s:f, s:i, s:i, s:i, s:f, s:[i, i], s:b}, s:{s:o, s:o}}",
+        "s:{s:o, s:f, s:f, s:f, s:i, s:i, s:i, s:f, s:[i, i], s:b, s:b}, s:{s:o, s:o}}",
         "format", "dsv4-data 1", "seed", (json_int_t)o->seed, "tokenizer", "file", "tokenizer.json", "vocab_size",
         dsv4_tokenizer_vocab_size(tok), "bos", dsv4_token_id(tok, "<｜begin▁of▁sentence｜>"), "eos",
         dsv4_token_id(tok, "<｜end▁of▁sentence｜>"), "corpus", "source", "Debian package fortunes", "files", files,
@@ -238,7 +239,7 @@ static json_t *manifest(const dsv4_build_opts *o, const dsv4_corpus *c, const ds
         o->task.table_reverse > 0 ? o->task.table_reverse : o->task.table_reverse < 0 ? 0.0 : 1.0 / 3, "table_rows",
         o->task.table_rows_min ? o->task.table_rows_min : DSV4_TABLE_ROWS_MIN,
         o->task.table_rows_max ? o->task.table_rows_max : DSV4_TABLE_ROWS_MAX, "table_restate",
-        o->task.table_restate, "splits", "train",
+        o->task.table_restate, "table_key_right", o->task.table_key_right, "splits", "train",
         split_json(&rep->train), "valid", split_json(&rep->valid));
 }
 

@@ -55,6 +55,7 @@ typedef struct table_spec {
     uint32_t rows, first; /* first: the row the first question asks about */
     uint32_t key[DSV4_TABLE_ROWS_CAP], other[DSV4_TABLE_ROWS_CAP];
     int num[DSV4_TABLE_ROWS_CAP], stock[DSV4_TABLE_ROWS_CAP];
+    bool key_right; /* the key column repeated on the right (dsv4_task_opts.table_key_right) */
 } table_spec;
 void table_draw(dsv4_rng *r, const dsv4_task_opts *o, table_spec *t);
 char *table_render(const table_spec *t); /* Markdown */

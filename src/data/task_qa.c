@@ -140,22 +140,32 @@ void table_draw(dsv4_rng *r, const dsv4_task_opts *o, table_spec *t) {
     for (uint32_t i = 0; i < t->rows; i++)
         t->num[i] = (int)distinct[i] + (t->s == PEOPLE ? 18 : t->s == PRODUCTS ? 1 : 100);
     for (uint32_t i = 0; i < t->rows; i++) t->stock[i] = draw_in(r, 0, 500);
+    t->key_right = o->table_key_right;
 }
 
 static const char *table_key(const table_spec *t, uint32_t row) {
     return (t->s == PRODUCTS ? &dsv4_words_items : &dsv4_words_names)->w[t->key[row]];
 }
 
+/* Markdown. With key_right, the column a reverse question asks about (city, price, room) comes
+ * last before the key is repeated, so the key follows its cell as a forward look-up's cell
+ * follows its key: a causal model finds both by what precedes them. */
 char *table_render(const table_spec *t) {
     dsv4_strbuf b = DSV4_STRBUF_INIT;
-    static const char *const headers[N_SCHEMAS] = {"| Name | City | Age |\n| --- | --- | --- |",
-                                                   "| Item | Price | Stock |\n| --- | --- | --- |",
-                                                   "| Name | Department | Room |\n| --- | --- | --- |"};
-    dsv4_strbuf_puts(&b, headers[t->s]);
+    static const char *const headers[2][N_SCHEMAS] = {
+        {"| Name | City | Age |\n| --- | --- | --- |", "| Item | Price | Stock |\n| --- | --- | --- |",
+         "| Name | Department | Room |\n| --- | --- | --- |"},
+        {"| Name | Age | City | Name |\n| --- | --- | --- | --- |", "| Item | Stock | Price | Item |\n| --- | --- | --- | --- |",
+         "| Name | Department | Room | Name |\n| --- | --- | --- | --- |"}};
+    dsv4_strbuf_puts(&b, headers[t->key_right][t->s]);
     for (uint32_t i = 0; i < t->rows; i++) {
-        char line[160];
+        char line[200];
         const char *k = table_key(t, i);
-        if (t->s == PEOPLE) snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_cities.w[t->other[i]], t->num[i]);
+        if (t->key_right) {
+            if (t->s == PEOPLE) snprintf(line, sizeof line, "\n| %s | %d | %s | %s |", k, t->num[i], dsv4_words_cities.w[t->other[i]], k);
+            else if (t->s == PRODUCTS) snprintf(line, sizeof line, "\n| %s | %d | %d | %s |", k, t->stock[i], t->num[i], k);
+            else snprintf(line, sizeof line, "\n| %s | %s | %d | %s |", k, dsv4_words_departments.w[t->other[i]], t->num[i], k);
+        } else if (t->s == PEOPLE) snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_cities.w[t->other[i]], t->num[i]);
         else if (t->s == PRODUCTS) snprintf(line, sizeof line, "\n| %s | %d | %d |", k, t->num[i], t->stock[i]);
         else snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_departments.w[t->other[i]], t->num[i]);
         dsv4_strbuf_puts(&b, line);

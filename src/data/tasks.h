@@ -88,6 +88,8 @@ void dsv4_example_free(dsv4_example *ex);
 #define DSV4_TABLE_ROWS_MIN 3
 #define DSV4_TABLE_ROWS_MAX 7
 #define DSV4_TABLE_ROWS_CAP 8
+/* The layout `dsv4 data build` and `dsv4 eval` draw tables in unless told (table_key_right). */
+#define DSV4_TABLE_KEY_RIGHT_DEFAULT false
 
 /* How a generator draws. Zero values give the data builder's defaults. */
 typedef struct dsv4_task_opts {
@@ -103,6 +105,9 @@ typedef struct dsv4_task_opts {
                              lives in Oslo?"); 0: one in three, like each other kind; negative: none */
     int table_rows_min, table_rows_max; /* rows of a table; 0: DSV4_TABLE_ROWS_MIN and _MAX */
     bool table_restate; /* cell-to-key answers name the cell first: "The person in room 293 is Diana." */
+    bool table_key_right; /* tables repeat the key column on the right, right after the column a
+                             cell-to-key question asks about ("| Name | Age | City | Name |"), as
+                             wide printed tables do: that look-up then reads left to right */
 } dsv4_task_opts;
 
 /* What the generators share: the corpus side they take English from, and a tokenizer to

@@ -51,6 +51,7 @@ for f in ref ref-think; do
   n=$(grep -c '"accuracy": 1.0' "$tmp/$f.json" || true)
   bad=$(grep '"accuracy"' "$tmp/$f.json" | grep -vc '"accuracy": 1.0' || true)
   [ "$bad" = 0 ] && [ "$n" -ge 4 ] || fail "eval --reference ($f) is not 100% everywhere: $(cat "$tmp/$f.json")"
+  grep -q '"table_layout": "key-right"' "$tmp/$f.json" || fail "eval --json ($f) does not name the default table layout"
 done
 
 "$dsv4" eval "${ev[@]}" --families arith --n 2 --max-tokens 3 --json > "$tmp/eval.json" || fail "eval"

@@ -446,8 +446,8 @@ static void report(const evaluator *e, const tally *qa, const tally *table_kind,
     const options *o = e->o;
     static const dsv4_family qa_family[2] = {DSV4_FAMILY_ARITH, DSV4_FAMILY_TABLE};
     if (o->json) {
-        json_t *root = json_pack("{s:s, s:I, s:s}", "model", o->model_dir, "seed", (json_int_t)o->seed, "mode",
-                                 o->think ? "thinking" : "chat");
+        json_t *root = json_pack("{s:s, s:I, s:s, s:s}", "model", o->model_dir, "seed", (json_int_t)o->seed, "mode",
+                                 o->think ? "thinking" : "chat", "table_layout", o->key_right ? "key-right" : "plain");
         json_t *fam = json_object();
         for (int f = 0; f < 2; f++)
             if (o->run[qa_family[f]]) json_object_set_new(fam, dsv4_family_name(qa_family[f]), tally_json(&qa[f]));
@@ -480,8 +480,8 @@ static void report(const evaluator *e, const tally *qa, const tally *table_kind,
         json_decref(root);
         return;
     }
-    printf("dsv4 eval: %s (%s mode, seed %llu)\n\n", o->model_dir, o->think ? "thinking" : "chat",
-           (unsigned long long)o->seed);
+    printf("dsv4 eval: %s (%s mode, seed %llu, %s tables)\n\n", o->model_dir, o->think ? "thinking" : "chat",
+           (unsigned long long)o->seed, o->key_right ? "key-right" : "plain");
     printf("%-22s %6s %8s %9s\n", "task", "n", "correct", "accuracy");
     for (int f = 0; f < 2; f++)
         if (o->run[qa_family[f]])

@@ -89,7 +89,7 @@ void dsv4_example_free(dsv4_example *ex);
 #define DSV4_TABLE_ROWS_MAX 7
 #define DSV4_TABLE_ROWS_CAP 8
 /* The layout `dsv4 data build` and `dsv4 eval` draw tables in unless told (table_key_right). */
-#define DSV4_TABLE_KEY_RIGHT_DEFAULT false
+#define DSV4_TABLE_KEY_RIGHT_DEFAULT true
 
 /* How a generator draws. Zero values give the data builder's defaults. */
 typedef struct dsv4_task_opts {

@@ -304,6 +304,8 @@ dsv4_status dsv4_data_tokenizer_text(const dsv4_corpus *c, uint64_t seed, dsv4_s
     dsv4_taskgen g;
     dsv4_status st = dsv4_taskgen_init(&g, c, NULL, false, dsv4_side_seed(seed, "tokenizer"));
     if (st) return st;
+    /* plain tables (table_key_right 0), as before that layout existed: the tokenizer stays what
+     * it was, so the embedded model's data of every stage share one */
     dsv4_task_opts o = {.think_share = 0.2, .needle_tokens = 300};
     for (int f = 0; f < DSV4_N_FAMILIES && !st; f++) {
         /* recall repeats the needle's and table's words; leaving it out keeps the tokenizer

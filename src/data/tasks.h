@@ -107,7 +107,9 @@ typedef struct dsv4_task_opts {
     bool table_restate; /* cell-to-key answers name the cell first: "The person in room 293 is Diana." */
     bool table_key_right; /* tables repeat the key column on the right, right after the column a
                              cell-to-key question asks about ("| Name | Age | City | Name |"), as
-                             wide printed tables do: that look-up then reads left to right */
+                             wide printed tables do: that look-up then reads left to right. Zero
+                             is the plain layout; the builder's default is
+                             DSV4_TABLE_KEY_RIGHT_DEFAULT (set by dsv4_build_defaults) */
 } dsv4_task_opts;
 
 /* What the generators share: the corpus side they take English from, and a tokenizer to

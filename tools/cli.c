@@ -36,10 +36,15 @@ bool cli_range(const char *s, int lo, int hi, int *min, int *max) {
     return true;
 }
 
+const char *cli_table_layout_name(bool key_right) { return key_right ? "key-right" : "plain"; }
+
 bool cli_table_layout(const char *s, bool *key_right) {
-    if (!s || (strcmp(s, "plain") && strcmp(s, "key-right"))) return false;
-    *key_right = !strcmp(s, "key-right");
-    return true;
+    for (int k = 0; k < 2 && s; k++)
+        if (!strcmp(s, cli_table_layout_name(k))) {
+            *key_right = k;
+            return true;
+        }
+    return false;
 }
 
 bool cli_float(const char *s, double *out) {

@@ -19,8 +19,10 @@ bool cli_int(const char *s, long long lo, long long hi, long long *out);
 bool cli_float(const char *s, double *out);
 /* "MIN-MAX" with lo <= MIN <= MAX <= hi. */
 bool cli_range(const char *s, int lo, int hi, int *min, int *max);
-/* A table layout: "plain" (false) or "key-right" (true, dsv4_task_opts.table_key_right). */
+/* A table layout: "plain" (false) or "key-right" (true, dsv4_task_opts.table_key_right), and
+ * back to its name. */
 bool cli_table_layout(const char *s, bool *key_right);
+const char *cli_table_layout_name(bool key_right);
 
 /* Print "dsv4 CMD: <formatted>" to stderr; returns 1 (the exit status to pass on). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

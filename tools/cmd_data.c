@@ -48,7 +48,7 @@ static int usage(FILE *f) {
             "                      the column a cell-to-key question asks (default %s)\n"
             "  --valid-share F     validation sequences per training sequence (default 0.05)\n"
             "  --quiet             no progress or summary\n",
-            DEFAULT_VOCAB, DSV4_FORTUNES_DIR, DSV4_TABLE_KEY_RIGHT_DEFAULT ? "key-right" : "plain");
+            DEFAULT_VOCAB, DSV4_FORTUNES_DIR, cli_table_layout_name(DSV4_TABLE_KEY_RIGHT_DEFAULT));
     return f == stdout ? 0 : 2;
 }
 

@@ -73,7 +73,7 @@ static int usage(FILE *f) {
                "      --reference        answer with the data's own answers instead of the model: checks\n"
                "                         the checking (every score must be 100%%)\n"
                "  -t, --threads N, --numerics exact|default\n",
-            DSV4_TABLE_KEY_RIGHT_DEFAULT ? "key-right" : "plain");
+            cli_table_layout_name(DSV4_TABLE_KEY_RIGHT_DEFAULT));
     return f == stdout ? 0 : 2;
 }
 
@@ -447,7 +447,7 @@ static void report(const evaluator *e, const tally *qa, const tally *table_kind,
     static const dsv4_family qa_family[2] = {DSV4_FAMILY_ARITH, DSV4_FAMILY_TABLE};
     if (o->json) {
         json_t *root = json_pack("{s:s, s:I, s:s, s:s}", "model", o->model_dir, "seed", (json_int_t)o->seed, "mode",
-                                 o->think ? "thinking" : "chat", "table_layout", o->key_right ? "key-right" : "plain");
+                                 o->think ? "thinking" : "chat", "table_layout", cli_table_layout_name(o->key_right));
         json_t *fam = json_object();
         for (int f = 0; f < 2; f++)
             if (o->run[qa_family[f]]) json_object_set_new(fam, dsv4_family_name(qa_family[f]), tally_json(&qa[f]));
@@ -481,7 +481,7 @@ static void report(const evaluator *e, const tally *qa, const tally *table_kind,
         return;
     }
     printf("dsv4 eval: %s (%s mode, seed %llu, %s tables)\n\n", o->model_dir, o->think ? "thinking" : "chat",
-           (unsigned long long)o->seed, o->key_right ? "key-right" : "plain");
+           (unsigned long long)o->seed, cli_table_layout_name(o->key_right));
     printf("%-22s %6s %8s %9s\n", "task", "n", "correct", "accuracy");
     for (int f = 0; f < 2; f++)
         if (o->run[qa_family[f]])

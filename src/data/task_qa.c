@@ -147,44 +147,62 @@ static const char *table_key(const table_spec *t, uint32_t row) {
     return (t->s == PRODUCTS ? &dsv4_words_items : &dsv4_words_names)->w[t->key[row]];
 }
 
-/* Markdown. With key_right, the column a reverse question asks about (city, price, room) comes
- * last before the key is repeated, so the key follows its cell as a forward look-up's cell
- * follows its key: a causal model finds both by what precedes them. */
+/* A row's cell in column c (0: the key) as text; numbers are written into buf. */
+static const char *table_cell(const table_spec *t, uint32_t row, int c, char *buf, size_t size) {
+    if (c == 0) return table_key(t, row);
+    if (t->s == PEOPLE && c == 1) return dsv4_words_cities.w[t->other[row]];
+    if (t->s == STAFF && c == 1) return dsv4_words_departments.w[t->other[row]];
+    snprintf(buf, size, "%d", t->s == PRODUCTS && c == 2 ? t->stock[row] : t->num[row]);
+    return buf;
+}
+
+/* Markdown. Plain: the key, then the schema's two columns. With key_right, the column a reverse
+ * question asks about (city, price, room) comes last and the key is repeated after it, so the
+ * key follows its cell as a forward look-up's cell follows its key: a causal model finds both
+ * by what precedes them. */
 char *table_render(const table_spec *t) {
+    static const char *const names[N_SCHEMAS][3] = {
+        {"Name", "City", "Age"}, {"Item", "Price", "Stock"}, {"Name", "Department", "Room"}};
+    static const int reverse_col[N_SCHEMAS] = {1, 1, 2}; /* what table_ask's kind 2 asks from */
+    int order[4] = {0, 1, 2}, n = 3;
+    if (t->key_right) {
+        order[1] = 3 - reverse_col[t->s];
+        order[2] = reverse_col[t->s];
+        order[n++] = 0;
+    }
     dsv4_strbuf b = DSV4_STRBUF_INIT;
-    static const char *const headers[2][N_SCHEMAS] = {
-        {"| Name | City | Age |\n| --- | --- | --- |", "| Item | Price | Stock |\n| --- | --- | --- |",
-         "| Name | Department | Room |\n| --- | --- | --- |"},
-        {"| Name | Age | City | Name |\n| --- | --- | --- | --- |", "| Item | Stock | Price | Item |\n| --- | --- | --- | --- |",
-         "| Name | Department | Room | Name |\n| --- | --- | --- | --- |"}};
-    dsv4_strbuf_puts(&b, headers[t->key_right][t->s]);
+    for (int c = 0; c < n; c++) {
+        dsv4_strbuf_puts(&b, "| ");
+        dsv4_strbuf_puts(&b, names[t->s][order[c]]);
+        dsv4_strbuf_puts(&b, " ");
+    }
+    dsv4_strbuf_puts(&b, "|\n");
+    for (int c = 0; c < n; c++) dsv4_strbuf_puts(&b, "| --- ");
+    dsv4_strbuf_puts(&b, "|");
     for (uint32_t i = 0; i < t->rows; i++) {
-        char line[200];
-        const char *k = table_key(t, i);
-        if (t->key_right) {
-            if (t->s == PEOPLE) snprintf(line, sizeof line, "\n| %s | %d | %s | %s |", k, t->num[i], dsv4_words_cities.w[t->other[i]], k);
-            else if (t->s == PRODUCTS) snprintf(line, sizeof line, "\n| %s | %d | %d | %s |", k, t->stock[i], t->num[i], k);
-            else snprintf(line, sizeof line, "\n| %s | %s | %d | %s |", k, dsv4_words_departments.w[t->other[i]], t->num[i], k);
-        } else if (t->s == PEOPLE) snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_cities.w[t->other[i]], t->num[i]);
-        else if (t->s == PRODUCTS) snprintf(line, sizeof line, "\n| %s | %d | %d |", k, t->num[i], t->stock[i]);
-        else snprintf(line, sizeof line, "\n| %s | %s | %d |", k, dsv4_words_departments.w[t->other[i]], t->num[i]);
-        dsv4_strbuf_puts(&b, line);
+        dsv4_strbuf_puts(&b, "\n");
+        for (int c = 0; c < n; c++) {
+            char num[16];
+            dsv4_strbuf_puts(&b, "| ");
+            dsv4_strbuf_puts(&b, table_cell(t, i, order[c], num, sizeof num));
+            dsv4_strbuf_puts(&b, " ");
+        }
+        dsv4_strbuf_puts(&b, "|");
     }
     return dsv4_strbuf_release(&b, NULL);
 }
 
-static const char *key_cell(const table_spec *t, uint32_t row) { return table_key(t, row); }
-static const char *city_cell(const table_spec *t, uint32_t row) { return dsv4_words_cities.w[t->other[row]]; }
-static const char *dept_cell(const table_spec *t, uint32_t row) { return dsv4_words_departments.w[t->other[row]]; }
-
-/* A word answer names one row's cell: the same column's other words (departments repeat, so
- * only those unlike the answer) must not occur, or an answer listing every row would pass. */
-static void expect_cell(dsv4_example *ex, const table_spec *t, uint32_t target,
-                        const char *(*cell)(const table_spec *, uint32_t)) {
-    const char *want = cell(t, target);
+/* A word answer names one row's cell of column c: the same column's other words (departments
+ * repeat, so only those unlike the answer) must not occur, or an answer listing every row would
+ * pass. */
+static void expect_cell(dsv4_example *ex, const table_spec *t, uint32_t target, int c) {
+    char buf[16];
+    const char *want = table_cell(t, target, c, buf, sizeof buf);
     expect_word(ex, want);
-    for (uint32_t i = 0; i < t->rows; i++)
-        if (strcmp(cell(t, i), want)) expect_not_word(ex, cell(t, i));
+    for (uint32_t i = 0; i < t->rows; i++) {
+        const char *w = table_cell(t, i, c, buf, sizeof buf);
+        if (strcmp(w, want)) expect_not_word(ex, w);
+    }
 }
 
 dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t, uint32_t target, bool thinking, exchange *x,
@@ -210,13 +228,13 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
             question = fill(PICK(r, q), (const char *[]){k});
             answer = fmt("%s lives in %s.", k, city);
             why = fmt("The row of %s gives the city %s.", k, city);
-            if (ex) expect_cell(ex, t, target, city_cell);
+            if (ex) expect_cell(ex, t, target, 1);
         } else {
             static const char *const q[] = {"Who lives in {0}?", "Which person lives in {0}?"};
             question = fill(PICK(r, q), (const char *[]){city});
             answer = o->table_restate ? fmt("The person who lives in %s is %s.", city, k) : fmt("%s lives in %s.", k, city);
             why = fmt("The row with the city %s is %s's.", city, k);
-            if (ex) expect_cell(ex, t, target, key_cell);
+            if (ex) expect_cell(ex, t, target, 0);
         }
     } else if (t->s == PRODUCTS) {
         if (kind == 0) {
@@ -241,7 +259,7 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
             answer = o->table_restate ? fmt("The item that costs %d dollars is the %s.", num, k)
                                       : fmt("The %s costs %d dollars.", k, num);
             why = fmt("The row with the price %d is the %s.", num, k);
-            if (ex) expect_cell(ex, t, target, key_cell);
+            if (ex) expect_cell(ex, t, target, 0);
         }
     } else {
         const char *dept = dsv4_words_departments.w[t->other[target]];
@@ -252,14 +270,14 @@ dsv4_status table_ask(dsv4_rng *r, const dsv4_task_opts *o, const table_spec *t,
             question = fill(PICK(r, q), (const char *[]){room});
             answer = o->table_restate ? fmt("The person in room %d is %s.", num, k) : fmt("%s is in room %d.", k, num);
             why = fmt("The row with room %d is %s's.", num, k);
-            if (ex) expect_cell(ex, t, target, key_cell);
+            if (ex) expect_cell(ex, t, target, 0);
         } else if (kind == 1) {
             static const char *const q[] = {"Which department is {0} in?", "Where does {0} work?",
                                             "What department does {0} work in?"};
             question = fill(PICK(r, q), (const char *[]){k});
             answer = fmt("%s works in %s.", k, dept);
             why = fmt("The row of %s gives the department %s.", k, dept);
-            if (ex) expect_cell(ex, t, target, dept_cell);
+            if (ex) expect_cell(ex, t, target, 1);
         } else {
             static const char *const q[] = {"What room is {0} in?", "Which room does {0} have?",
                                             "What is {0}'s room number?"};

@@ -5,7 +5,6 @@
  * test needs no Debian package. Expected values come from the documented rules (corpus.h,
  * answer.h) and from the chat encoder itself: every target span must decode to exactly the
  * text the encoder writes between the generation prompt and <｜end▁of▁sentence｜>. */
-#include <ctype.h>
 #include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -497,13 +496,6 @@ static int table_rows(const char *content) {
     return lines - 2;
 }
 
-static bool has_word(const char *s, const char *w) {
-    size_t n = strlen(w);
-    for (const char *p = strstr(s, w); p; p = strstr(p + 1, w))
-        if ((p == s || !isalnum((unsigned char)p[-1])) && !isalnum((unsigned char)p[n])) return true;
-    return false;
-}
-
 static void test_table_reverse(const dsv4_corpus *c) {
     dsv4_taskgen g;
     CHECK(!dsv4_taskgen_init(&g, c, NULL, false, 5), "taskgen: %s", dsv4_errmsg());
@@ -541,7 +533,7 @@ static void test_table_reverse(const dsv4_corpus *c) {
                 if (!strcmp(key, "The")) sscanf(answer, "The %31s", key);
                 char line[256];
                 question_line(q, line, sizeof line);
-                CHECK(*key && *line && !has_word(line, key), "reverse #%d: '%s' not in the question '%s'", (int)i, key, line);
+                CHECK(*key && *line && !dsv4_answer_has_word(line, key), "reverse #%d: '%s' not in the question '%s'", (int)i, key, line);
             }
             dsv4_example_free(&ex);
         }
@@ -598,9 +590,9 @@ static void test_table_reverse(const dsv4_corpus *c) {
             if (!strcmp(cell[0], "Name") || !strcmp(cell[0], "Item")) continue; /* the header */
             rows++;
             CHECK(!strcmp(cell[0], cell[3]), "table #%d: a row starts with %s and ends with %s", (int)i, cell[0], cell[3]);
-            if (ex.reverse && has_word(line, cell[2])) { /* the row asked about: its key is the answer */
+            if (ex.reverse && dsv4_answer_has_word(line, cell[2])) { /* the row asked about: its key is the answer */
                 matched++;
-                CHECK(has_word(answer, cell[3]) && dsv4_answer_check(&ex.expect, answer), "table #%d: %s asked, %s answered",
+                CHECK(dsv4_answer_has_word(answer, cell[3]) && dsv4_answer_check(&ex.expect, answer), "table #%d: %s asked, %s answered",
                       (int)i, cell[2], answer);
             }
         }
